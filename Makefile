@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both create .venv when it is
+# missing, install palaestra into it (idempotent: a stamp file skips the install when nothing
+# changed), and run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch==2.13.0 is the CPU wheel on this disk; an open range would pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[textarena,models,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/palaestra run tic_tac_toe-v0 --agents minimax,random --episodes 200 --out runs/demo-ttt
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src/palaestra/core
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""The `Agent` protocol, what an agent is shown (`AgentView`) and what it answers (`Decision`),
+and the agent registry that turns spec strings (`random`, `minimax`, `mcts:simulations=100`,
+`llm:tiny`) into fresh agents.
+
+The runner builds one agent per seat per episode from a factory, so agents may keep
+per-episode state (a conversation, a belief) without any reset protocol.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from palaestra.core.env import Action, Env, PlayerId
+from palaestra.core.messages import Message
+from palaestra.core.records import Generation
+
+
+class AgentError(ValueError):
+    """A user-facing error about agent specs; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    """What one player is shown when it must act.
+
+    Fields:
+        player: the seat id.
+        messages: new messages since this player last acted (agents keep their own history).
+        legal_actions: the legal action strings, or None for free-form text.
+        turn: how many times this player has acted before in this episode.
+        step: the env step index.
+        episode_id: the episode, so agents can key per-episode state and model sessions on it.
+        seed: a seed for this decision, derived from the episode seed, for reproducible agents.
+        time: the world clock, when the env has one.
+        env: the env itself, for scripted solvers that read the true state (minimax, MCTS,
+            CFR). Agents must never step it. LLM agents ignore it.
+    """
+
+    player: PlayerId
+    messages: Sequence[Message]
+    legal_actions: Sequence[str] | None
+    turn: int
+    step: int
+    episode_id: str
+    seed: int
+    time: float | None = None
+    env: Env | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An action and, for model-backed agents, the generation behind it."""
+
+    action: Action
+    generation: Generation | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Anything that acts: `await agent.act(view)` returns an action or a `Decision`."""
+
+    async def act(self, view: AgentView) -> Action | Decision: ...
+
+
+AgentFactory = Callable[[], Agent]
+"""Makes a fresh agent for one seat of one episode."""
+
+_AGENTS: dict[str, tuple[Callable[..., AgentFactory], str]] = {}
+
+
+def register_agent(name: str, description: str = "") -> Callable[[Callable[..., AgentFactory]], Callable[..., AgentFactory]]:
+    """Decorator: register `builder(**params) -> AgentFactory` under `name`.
+
+    Spec strings are `name` or `name:key=value,key=value`; values are parsed as int, float or
+    bool when they look like one. A builder may instead take a single `arg` (the whole text after
+    the colon) for specs like `llm:hf:/path/to/model`.
+    """
+
+    def decorate(builder: Callable[..., AgentFactory]) -> Callable[..., AgentFactory]:
+        _AGENTS[name] = (builder, description)
+        return builder
+
+    return decorate
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_agent_spec(spec: str) -> tuple[str, str]:
+    """Split `name:rest` into its name and the rest (empty when there is none)."""
+    name, _, rest = spec.strip().partition(":")
+    return name, rest
+
+
+def agent_factory(spec: str) -> AgentFactory:
+    """The factory for an agent spec string; raises AgentError with a one-line reason."""
+    _load_builtin_agents()
+    name, rest = parse_agent_spec(spec)
+    if name not in _AGENTS:
+        known = ", ".join(sorted(_AGENTS))
+        raise AgentError(f"unknown agent {name!r}; known agents: {known}")
+    builder, _ = _AGENTS[name]
+    params: dict[str, Any] = {}
+    if rest:
+        if "=" in rest and not rest.startswith(("hf:", "openai:", "/", ".")):
+            for part in rest.split(","):
+                key, eq, value = part.partition("=")
+                if not eq or not key.strip():
+                    raise AgentError(f"agent spec {spec!r}: expected key=value, got {part!r}")
+                params[key.strip()] = _parse_value(value.strip())
+        else:
+            params["arg"] = rest
+    try:
+        return builder(**params)
+    except TypeError as exc:
+        raise AgentError(f"agent spec {spec!r}: {exc}") from exc
+
+
+def registered_agents() -> dict[str, str]:
+    """Agent names and their one-line descriptions."""
+    _load_builtin_agents()
+    return {name: description for name, (_, description) in sorted(_AGENTS.items())}
+
+
+_builtins_loaded = False
+
+
+def _load_builtin_agents() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    import importlib
+
+    for module in ("palaestra.agents.scripted", "palaestra.agents.solvers", "palaestra.agents.human"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def decision_rng(view: AgentView) -> random.Random:
+    """A generator seeded by the decision's seed: the same episode seed gives the same choices."""
+    return random.Random(view.seed)

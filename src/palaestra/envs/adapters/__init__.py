@@ -1,0 +1,1 @@
+"""Adapters that wrap other game libraries as palaestra envs (`openspiel:`, `textarena:`)."""

@@ -1,0 +1,32 @@
+"""Native text-first strategic games (the MARS set), with rules that agree with OpenSpiel."""
+
+from palaestra.core.registry import register
+
+register(
+    "tic_tac_toe-v0",
+    "palaestra.envs.games.tic_tac_toe:TicTacToe",
+    num_players=2,
+    family="games",
+    description="Tic-tac-toe on a 3x3 grid; perfect information (MARS training game).",
+)
+register(
+    "connect_four-v0",
+    "palaestra.envs.games.connect_four:ConnectFour",
+    num_players=2,
+    family="games",
+    description="Connect Four on a 6x7 board; perfect information (MARS held-out game).",
+)
+register(
+    "kuhn_poker-v0",
+    "palaestra.envs.games.kuhn_poker:KuhnPoker",
+    num_players=2,
+    family="games",
+    description="Kuhn poker, 3 cards, one betting round; imperfect information (MARS training game).",
+)
+register(
+    "leduc_poker-v0",
+    "palaestra.envs.games.leduc_poker:LeducPoker",
+    num_players=2,
+    family="games",
+    description="Leduc hold'em, 6 cards, two betting rounds; imperfect information (MARS held-out game).",
+)

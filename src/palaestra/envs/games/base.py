@@ -1,0 +1,307 @@
+"""`TextGame`: the shared machinery of native turn-based text games.
+
+A game subclass supplies the rules (state, legal action strings, how an action changes the state,
+returns); this base class turns them into an `Env` with:
+
+- observations in the MARS layout: the first time a player acts it gets a system line and the
+  GAME RULES, PLAYER INFORMATION and RESPONSE INSTRUCTIONS once, then every turn an
+  "Information of Turn-k" block with the GAME STATE and the LEGAL ACTIONS;
+- lenient answer parsing (`<answer>X</answer>` or a bare action, case and quotes ignored);
+- the invalid-action policy: `mars` (the game ends; the offender gets its loss minus `penalty`,
+  everyone else 0) or `retry` (ask again up to `retries` times, then the offender forfeits);
+- snapshot/restore/state_hash, and the OpenSpiel action history so solvers can rebuild the
+  equivalent `pyspiel` state.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import random
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+from palaestra.core.env import Action, InvalidAction, PlayerId, TimeStep, action_text
+from palaestra.core.messages import Message
+from palaestra.core.registry import EnvError, EnvSpec
+
+InvalidMode = Literal["mars", "retry"]
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_MAX_ECHO = 500
+
+
+def parse_answer(text: str) -> str:
+    """The action inside the last `<answer>…</answer>`, or the whole text; normalized."""
+    found = _ANSWER.findall(text)
+    candidate = found[-1] if found else text
+    return candidate.strip().strip("\"'`*[]().").strip().lower()
+
+
+class TextGame:
+    """Base class for native two-or-more-player, turn-based, text-first games.
+
+    Subclasses set `game_name`, `rules`, `num_players`, optionally `openspiel_name`/
+    `openspiel_params`, and implement the `_`-prefixed rule hooks below.
+    """
+
+    game_name: ClassVar[str] = "game"
+    rules: ClassVar[str] = ""
+    num_players: ClassVar[int] = 2
+    openspiel_name: ClassVar[str | None] = None
+    openspiel_params: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        *,
+        invalid_action: InvalidMode = "mars",
+        retries: int = 1,
+        penalty: float = 10.0,
+    ) -> None:
+        if invalid_action not in ("mars", "retry"):
+            raise EnvError(f"invalid_action must be 'mars' or 'retry', got {invalid_action!r}")
+        if retries < 0:
+            raise EnvError(f"retries must be >= 0, got {retries}")
+        self.spec: EnvSpec | None = None
+        self.players: tuple[PlayerId, ...] = tuple(f"player_{i}" for i in range(self.num_players))
+        self.invalid_action: InvalidMode = invalid_action
+        self.retries = retries
+        self.penalty = float(penalty)
+        self.rng = random.Random(0)
+        self.history: list[int] = []  # OpenSpiel action ids, chance outcomes included
+        self._done = True
+        self._final_returns: dict[PlayerId, float] = {}
+        self._turns_taken: dict[PlayerId, int] = {}
+        self._strikes: dict[PlayerId, int] = {}
+        self._legal_cache: tuple[PlayerId, list[str]] | None = None
+
+    # ----- rule hooks (subclasses) -------------------------------------------------------
+    def _new_game(self, rng: random.Random, options: Mapping[str, Any]) -> None:
+        """Set up a fresh state (deal cards with `rng`) and record chance ids in `history`."""
+        raise NotImplementedError
+
+    def _current_player(self) -> int:
+        """Seat index of the player to move (only called while the game is not over)."""
+        raise NotImplementedError
+
+    def _legal(self) -> list[str]:
+        """Legal action strings of the player to move, in OpenSpiel action-id order."""
+        raise NotImplementedError
+
+    def _apply(self, action: str) -> None:
+        """Apply a legal action string for the player to move; append its id to `history`."""
+        raise NotImplementedError
+
+    def _is_over(self) -> bool:
+        raise NotImplementedError
+
+    def _returns(self) -> list[float]:
+        """Per-seat returns of a finished game."""
+        raise NotImplementedError
+
+    def _state_text(self, seat: int) -> str:
+        """What seat `seat` may see of the state, as text."""
+        raise NotImplementedError
+
+    def _player_info(self, seat: int) -> str:
+        """PLAYER INFORMATION for seat `seat` (role, symbol, ...)."""
+        return f"You are Player {seat} ({'first' if seat == 0 else 'second'} to move)."
+
+    def _loss_value(self, seat: int) -> float:
+        """What seat `seat` loses by losing now (1 for board games; chips for poker)."""
+        return 1.0
+
+    def _forfeit_returns(self, seat: int) -> list[float]:
+        """Returns when `seat` forfeits (default: it loses 1, the others share 1)."""
+        others = self.num_players - 1
+        return [-1.0 if s == seat else 1.0 / others for s in range(self.num_players)]
+
+    def _get_state(self) -> Any:
+        """Everything the rule hooks keep (deep-copied by `snapshot`)."""
+        raise NotImplementedError
+
+    def _set_state(self, state: Any) -> None:
+        raise NotImplementedError
+
+    def _render(self) -> str:
+        return self._state_text(-1)
+
+    # ----- Env API ------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None) -> TimeStep:
+        self.rng = random.Random(seed)
+        self.history = []
+        self._done = False
+        self._final_returns = {}
+        self._turns_taken = {p: 0 for p in self.players}
+        self._strikes = {p: 0 for p in self.players}
+        self._legal_cache = None
+        self._new_game(self.rng, options or {})
+        return self._next_timestep({}, {})
+
+    def step(self, actions: Mapping[PlayerId, Action]) -> TimeStep:
+        if self._done:
+            raise ValueError(f"{self.game_name}: the episode is over; call reset() first")
+        player = self.players[self._current_player()]
+        if len(actions) != 1 or player not in actions:
+            raise ValueError(f"{self.game_name}: expected an action for {player} only, got {sorted(actions)}")
+        raw = action_text(actions[player])
+        answer = parse_answer(raw)
+        legal = self.legal_actions(player)
+        assert legal is not None
+        if answer in legal:
+            self._strikes[player] = 0
+            self._apply(answer)
+            self._legal_cache = None
+            return self._next_timestep({}, {})
+        return self._invalid(player, raw, legal)
+
+    def legal_actions(self, player: PlayerId) -> list[str] | None:
+        if self._done or self.players[self._current_player()] != player:
+            return []
+        cache = self._legal_cache
+        if cache is None or cache[0] != player:
+            cache = (player, self._legal())
+            self._legal_cache = cache
+        return cache[1]
+
+    def render(self) -> str:
+        return self._render()
+
+    def close(self) -> None:
+        return None
+
+    def snapshot(self) -> Any:
+        return copy.deepcopy(
+            (
+                self._get_state(),
+                self.history,
+                self._done,
+                self._final_returns,
+                self._turns_taken,
+                self._strikes,
+                self.rng.getstate(),
+            )
+        )
+
+    def restore(self, snapshot: Any) -> None:
+        state, history, done, returns, turns, strikes, rng_state = copy.deepcopy(snapshot)
+        self._set_state(state)
+        self.history, self._done, self._final_returns = history, done, returns
+        self._turns_taken, self._strikes = turns, strikes
+        self.rng.setstate(rng_state)
+        self._legal_cache = None
+
+    def state_hash(self) -> str:
+        payload = repr((self._get_state(), self.history, self._done, self._strikes))
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    @property
+    def is_over(self) -> bool:
+        return self._done
+
+    def returns(self) -> dict[PlayerId, float]:
+        """Final returns per player (empty until the game is over)."""
+        return dict(self._final_returns)
+
+    def openspiel_state(self) -> Any:
+        """The equivalent `pyspiel.State` (for solver agents), built by replaying `history`."""
+        if self.openspiel_name is None:
+            raise NotImplementedError(f"{self.game_name} has no OpenSpiel counterpart")
+        import pyspiel  # imported here: only solver agents need it
+
+        state = pyspiel.load_game(self.openspiel_name, dict(self.openspiel_params)).new_initial_state()
+        for action_id in self.history:
+            state.apply_action(action_id)
+        return state
+
+    # ----- internals ------------------------------------------------------------------------
+    def _intro(self, seat: int) -> list[Message]:
+        player = self.players[seat]
+        return [
+            Message(role="system", content=f"You are playing {self.game_name}. Play to win.", name="env"),
+            Message(
+                role="user",
+                name="env",
+                content=(
+                    f"GAME RULES:\n{self.rules}\n\n"
+                    f"PLAYER INFORMATION:\n{self._player_info(seat)} Your id is {player}.\n\n"
+                    "RESPONSE INSTRUCTIONS:\nThink if you like, then give exactly one of the "
+                    "legal actions inside <answer></answer>, e.g. <answer>"
+                    f"{(self.legal_actions(player) or ['ACTION'])[0]}</answer>."
+                ),
+            ),
+        ]
+
+    def _turn_message(self, seat: int, prefix: str = "") -> Message:
+        player = self.players[seat]
+        self._turns_taken[player] += 1
+        legal = self.legal_actions(player) or []
+        return Message(
+            role="user",
+            name="env",
+            content=(
+                f"{prefix}Information of Turn-{self._turns_taken[player]}:\n"
+                f"GAME STATE:\n{self._state_text(seat)}\n"
+                f"LEGAL ACTIONS: {', '.join(legal)}"
+            ),
+        )
+
+    def _next_timestep(
+        self, rewards: dict[PlayerId, float], info: dict[str, Any], prefix: str = ""
+    ) -> TimeStep:
+        if self._is_over():
+            return self._finish([float(r) for r in self._returns()], info, terminated=True)
+        seat = self._current_player()
+        player = self.players[seat]
+        messages: list[Message] = []
+        if self._turns_taken[player] == 0:
+            messages.extend(self._intro(seat))
+        messages.append(self._turn_message(seat, prefix))
+        return TimeStep(to_act=(player,), observations={player: messages}, rewards=rewards, info=info)
+
+    def _invalid(self, player: PlayerId, raw: str, legal: Sequence[str]) -> TimeStep:
+        seat = self.players.index(player)
+        reason = f"{parse_answer(raw)[:80]!r} is not a legal action; legal: {', '.join(legal)}"
+        if self.invalid_action == "retry" and self._strikes[player] < self.retries:
+            self._strikes[player] += 1
+            record = InvalidAction(player, raw[:_MAX_ECHO], reason, "retry")
+            self._legal_cache = None
+            return self._next_timestep(
+                {}, {"invalid_action": record.to_dict()}, prefix=f"Invalid action: {reason}. Try again.\n"
+            )
+        if self.invalid_action == "retry":
+            returns = self._forfeit_returns(seat)
+            outcome = "forfeit"
+        else:
+            returns = [0.0] * self.num_players
+            returns[seat] = -self._loss_value(seat) - self.penalty
+            outcome = "penalty"
+        record = InvalidAction(player, raw[:_MAX_ECHO], reason, outcome)
+        return self._finish(returns, {"invalid_action": record.to_dict()}, terminated=True)
+
+    def _finish(self, returns: list[float], info: dict[str, Any], *, terminated: bool) -> TimeStep:
+        self._done = True
+        self._legal_cache = None
+        by_player = {p: returns[i] for i, p in enumerate(self.players)}
+        self._final_returns = by_player
+        best = max(returns)
+        winners = [p for p, r in by_player.items() if r == best]
+        winner = winners[0] if len(winners) == 1 and best > min(returns) else None
+        final_text = self._render()
+        observations = {
+            p: [
+                Message(
+                    role="user",
+                    name="env",
+                    content=f"GAME OVER. Your return: {by_player[p]:g}.\nFINAL STATE:\n{final_text}",
+                )
+            ]
+            for p in self.players
+        }
+        return TimeStep(
+            to_act=(),
+            observations=observations,
+            rewards=by_player,
+            terminated=terminated,
+            info={**info, "returns": by_player, "winner": winner},
+        )

@@ -1,0 +1,93 @@
+"""Tic-tac-toe, native and text-first, with OpenSpiel's rules and action ids.
+
+Cells are numbered 1-9 in reading order; the action string is the cell number and its
+OpenSpiel action id is that number minus one. Player 0 plays X and moves first.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from palaestra.envs.games.base import TextGame
+
+LINES: tuple[tuple[int, int, int], ...] = (
+    (0, 1, 2), (3, 4, 5), (6, 7, 8),
+    (0, 3, 6), (1, 4, 7), (2, 5, 8),
+    (0, 4, 8), (2, 4, 6),
+)  # fmt: skip
+CELL_NAMES: tuple[str, ...] = tuple(str(i + 1) for i in range(9))
+MARKS = ("X", "O")
+
+
+def winner_of(board: list[int]) -> int:
+    """The seat (0 or 1) holding a full line, or -1; `board` holds -1 for empty cells."""
+    for a, b, c in LINES:
+        mark = board[a]
+        if mark >= 0 and mark == board[b] == board[c]:
+            return mark
+    return -1
+
+
+class TicTacToe(TextGame):
+    game_name = "Tic-Tac-Toe"
+    openspiel_name = "tic_tac_toe"
+    rules = (
+        "Two players take turns marking one empty cell of a 3x3 grid, X first. The first to get "
+        "three of their marks in a row, column or diagonal wins. If all nine cells fill up with "
+        "no line, the game is a draw. Cells are numbered 1-9 in reading order; an action is the "
+        "number of an empty cell."
+    )
+
+    def __init__(self, **policy: Any) -> None:
+        super().__init__(**policy)
+        self.board: list[int] = [-1] * 9
+        self.to_move = 0
+        self.winner = -1
+
+    def _new_game(self, rng: random.Random, options: Mapping[str, Any]) -> None:
+        self.board = [-1] * 9
+        self.to_move = 0
+        self.winner = -1
+
+    def _current_player(self) -> int:
+        return self.to_move
+
+    def _legal(self) -> list[str]:
+        board = self.board
+        return [CELL_NAMES[i] for i in range(9) if board[i] < 0]
+
+    def _apply(self, action: str) -> None:
+        cell = int(action) - 1
+        self.board[cell] = self.to_move
+        self.history.append(cell)
+        self.winner = winner_of(self.board)
+        self.to_move = 1 - self.to_move
+
+    def _is_over(self) -> bool:
+        return self.winner >= 0 or -1 not in self.board
+
+    def _returns(self) -> list[float]:
+        if self.winner < 0:
+            return [0.0, 0.0]
+        return [1.0, -1.0] if self.winner == 0 else [-1.0, 1.0]
+
+    def _player_info(self, seat: int) -> str:
+        order = "first" if seat == 0 else "second"
+        return f"You play {MARKS[seat]} and move {order}."
+
+    def _state_text(self, seat: int) -> str:
+        cells = [MARKS[m] if m >= 0 else CELL_NAMES[i] for i, m in enumerate(self.board)]
+        rows = [" | ".join(cells[r * 3 : r * 3 + 3]) for r in range(3)]
+        text = "\n---------\n".join(rows)
+        if seat >= 0:
+            return f"{text}\nYou are {MARKS[seat]}."
+        return text
+
+    def _get_state(self) -> Any:
+        return (list(self.board), self.to_move, self.winner)
+
+    def _set_state(self, state: Any) -> None:
+        board, self.to_move, self.winner = state
+        self.board = list(board)

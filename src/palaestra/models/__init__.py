@@ -1,0 +1,1 @@
+"""palaestra.models: text generators with token-exact outputs (tiny embedded, local HF, OpenAI-compatible)."""
