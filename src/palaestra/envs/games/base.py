@@ -116,6 +116,10 @@ class TextGame:
         others = self.num_players - 1
         return [-1.0 if s == seat else 1.0 / others for s in range(self.num_players)]
 
+    def action_for_id(self, action_id: int) -> str:
+        """The action string of an OpenSpiel action id (for solver agents)."""
+        raise NotImplementedError
+
     def _get_state(self) -> Any:
         """Everything the rule hooks keep (deep-copied by `snapshot`)."""
         raise NotImplementedError

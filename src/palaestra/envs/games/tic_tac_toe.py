@@ -65,6 +65,9 @@ class TicTacToe(TextGame):
         self.winner = winner_of(self.board)
         self.to_move = 1 - self.to_move
 
+    def action_for_id(self, action_id: int) -> str:
+        return CELL_NAMES[action_id]
+
     def _is_over(self) -> bool:
         return self.winner >= 0 or -1 not in self.board
 
