@@ -69,10 +69,13 @@ class Agent(Protocol):
 AgentFactory = Callable[[], Agent]
 """Makes a fresh agent for one seat of one episode."""
 
-_AGENTS: dict[str, tuple[Callable[..., AgentFactory], str]] = {}
+_AGENTS: dict[str, tuple[Callable[..., Any], str]] = {}
 
 
-def register_agent(name: str, description: str = "") -> Callable[[Callable[..., AgentFactory]], Callable[..., AgentFactory]]:
+AgentBuilder = Callable[..., AgentFactory]
+
+
+def register_agent(name: str, description: str = "") -> Callable[[AgentBuilder], AgentBuilder]:
     """Decorator: register `builder(**params) -> AgentFactory` under `name`.
 
     Spec strings are `name` or `name:key=value,key=value`; values are parsed as int, float or
@@ -80,7 +83,7 @@ def register_agent(name: str, description: str = "") -> Callable[[Callable[..., 
     the colon) for specs like `llm:hf:/path/to/model`.
     """
 
-    def decorate(builder: Callable[..., AgentFactory]) -> Callable[..., AgentFactory]:
+    def decorate(builder: AgentBuilder) -> AgentBuilder:
         _AGENTS[name] = (builder, description)
         return builder
 
@@ -109,6 +112,8 @@ def agent_factory(spec: str) -> AgentFactory:
     """The factory for an agent spec string; raises AgentError with a one-line reason."""
     _load_builtin_agents()
     name, rest = parse_agent_spec(spec)
+    if name == "py":
+        return _python_agent(spec, rest)
     if name not in _AGENTS:
         known = ", ".join(sorted(_AGENTS))
         raise AgentError(f"unknown agent {name!r}; known agents: {known}")
@@ -129,10 +134,28 @@ def agent_factory(spec: str) -> AgentFactory:
         raise AgentError(f"agent spec {spec!r}: {exc}") from exc
 
 
+def _python_agent(spec: str, target: str) -> AgentFactory:
+    """`py:package.module:Name`: any importable class or zero-argument callable making an agent."""
+    import importlib
+
+    module_name, sep, attr = target.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise AgentError(f"agent spec {spec!r}: expected py:package.module:Name")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise AgentError(f"agent spec {spec!r}: cannot import {target} ({exc})") from exc
+    if not callable(factory):
+        raise AgentError(f"agent spec {spec!r}: {target} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
 def registered_agents() -> dict[str, str]:
     """Agent names and their one-line descriptions."""
     _load_builtin_agents()
-    return {name: description for name, (_, description) in sorted(_AGENTS.items())}
+    agents = {name: description for name, (_, description) in sorted(_AGENTS.items())}
+    agents["py"] = "py:package.module:Name, any importable agent class or factory"
+    return agents
 
 
 _builtins_loaded = False

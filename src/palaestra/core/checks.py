@@ -101,7 +101,7 @@ def _expect_value_error(call: Callable[[], Any], what: str) -> None:
         call()
     except ValueError:
         return
-    except Exception as exc:  # noqa: BLE001 - the check reports any wrong exception type
+    except Exception as exc:
         raise EnvCheckError(f"{what} raised {type(exc).__name__}, expected ValueError") from exc
     raise EnvCheckError(f"{what} did not raise ValueError")
 
@@ -120,7 +120,7 @@ def check_env(
         first, _ = _play(env, seed, sampler, max_steps)
         second, _ = _play(env, seed, sampler, max_steps)
         if first != second:
-            diverged = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+            diverged = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
             raise EnvCheckError(f"seed {seed}: same seed, different episode (step {diverged})")
         if not (first[-1][3] or first[-1][4]):
             raise EnvCheckError(f"seed {seed}: no end within {max_steps} steps")
@@ -143,7 +143,7 @@ def _check_invalid_actions(env: Env, seed: int) -> None:
                 break  # the junk happens to be legal here; nothing to check
             try:
                 step = env.step({player: junk for player in step.to_act})
-            except Exception as exc:  # noqa: BLE001 - any exception breaks the contract
+            except Exception as exc:
                 raise EnvCheckError(f"{where} raised {type(exc).__name__}: {exc}") from exc
             _check_step(env, step, where)
             if all(options is None for options in legal.values()):

@@ -53,7 +53,7 @@ async def _ask(
         raise _Failure("timeout", f"{label} gave no action within {turn_timeout:g}s") from None
     except _Failure:
         raise
-    except Exception as exc:  # noqa: BLE001 - any agent failure is recorded, never propagated
+    except Exception as exc:
         raise _Failure("error", _one_line(f"{label} raised {type(exc).__name__}: {exc}")) from exc
     latency = time.perf_counter() - started
     if isinstance(answer, Decision):
@@ -99,7 +99,7 @@ async def play_episode(
 
         try:
             step = env.reset(seed=seed)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _Failure("error", _one_line(f"env reset raised {type(exc).__name__}: {exc}")) from exc
         state["step"] = step
         absorb(step)
@@ -123,7 +123,7 @@ async def play_episode(
                 )
             labels = {p: f"{p} ({agent_specs.get(p, '?')})" for p in step.to_act}
             if len(views) == 1:
-                (player, view), = views.items()
+                ((player, view),) = views.items()
                 decisions = {player: await _ask(agents[player], view, labels[player], turn_timeout)}
             else:
                 results = await asyncio.gather(
@@ -133,7 +133,7 @@ async def play_episode(
             actions: dict[PlayerId, Action] = {p: d.action for p, (d, _) in decisions.items()}
             try:
                 next_step = env.step(actions)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise _Failure("error", _one_line(f"env step raised {type(exc).__name__}: {exc}")) from exc
             invalid = next_step.info.get("invalid_action")
             for player, (decision, latency) in decisions.items():
@@ -142,7 +142,9 @@ async def play_episode(
                     player=player,
                     observation=pending[player],
                     action=decision.action,
-                    legal_actions=list(views[player].legal_actions) if views[player].legal_actions is not None else None,
+                    legal_actions=list(views[player].legal_actions)
+                    if views[player].legal_actions is not None
+                    else None,
                     invalid=invalid if invalid and invalid.get("player") == player else None,
                     reward=0.0,
                     latency_s=latency,

@@ -238,7 +238,8 @@ class TextGame:
 
     def _turn_message(self, seat: int, prefix: str = "") -> Message:
         player = self.players[seat]
-        self._turns_taken[player] += 1
+        if not prefix:  # a retry re-asks the same turn; it is not a new one
+            self._turns_taken[player] += 1
         legal = self.legal_actions(player) or []
         return Message(
             role="user",
@@ -258,7 +259,7 @@ class TextGame:
         seat = self._current_player()
         player = self.players[seat]
         messages: list[Message] = []
-        if self._turns_taken[player] == 0:
+        if self._turns_taken[player] == 0 and not prefix:
             messages.extend(self._intro(seat))
         messages.append(self._turn_message(seat, prefix))
         return TimeStep(to_act=(player,), observations={player: messages}, rewards=rewards, info=info)

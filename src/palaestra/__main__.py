@@ -1,0 +1,5 @@
+"""`python -m palaestra` runs the CLI."""
+
+from palaestra.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""palaestra.cli: the `palaestra` command (typer); thin over the library."""

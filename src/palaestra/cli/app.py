@@ -1,0 +1,263 @@
+"""The `palaestra` command line: thin wrappers that parse, call library functions and print.
+
+User errors (unknown env or agent, bad options, a folder holding another run, a dead model
+server) print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    name="palaestra",
+    help="The training ground for multi-turn, multi-agent LLM agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line error and exit 2 (user error)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from palaestra.agents.base import AgentError
+    from palaestra.core.registry import EnvError
+    from palaestra.models.base import ModelError
+    from palaestra.rollout.runner import RunError
+
+    return (EnvError, AgentError, RunError, ModelError, FileNotFoundError, PermissionError)
+
+
+def guarded(call: Callable[[], T]) -> T:
+    """Run `call`, turning user errors into a one-line message and exit status 2."""
+    try:
+        return call()
+    except _user_errors() as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except ValueError as exc:  # pydantic validation of configs and options
+        fail(" ".join(str(exc).split())[:400])
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs into a dict, with ints, floats and booleans recognised."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            fail(f"--option expects key=value, got {pair!r}")
+        lowered = value.lower()
+        parsed: Any = value
+        if lowered in ("true", "false"):
+            parsed = lowered == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    parsed = kind(value)
+                    break
+                except ValueError:
+                    continue
+        options[key] = parsed
+    return options
+
+
+@app.command()
+def envs() -> None:
+    """List the registered envs and the adapter prefixes."""
+    from palaestra.core.registry import prefixes, registered
+
+    table = Table(title="palaestra envs")
+    for column in ("id", "players", "kind", "family", "description"):
+        table.add_column(column)
+    for env_spec in registered():
+        table.add_row(
+            env_spec.id,
+            str(env_spec.num_players),
+            env_spec.kind,
+            env_spec.family,
+            env_spec.description,
+        )
+    console.print(table)
+    for prefix, description in prefixes().items():
+        console.print(f"[bold]{prefix}:[/]<name>  {description}")
+
+
+@app.command()
+def agents() -> None:
+    """List the agent specs `run` and `play` accept."""
+    from palaestra.agents.base import registered_agents
+
+    table = Table(title="palaestra agents")
+    table.add_column("spec")
+    table.add_column("description")
+    for name, description in registered_agents().items():
+        table.add_row(name, description)
+    console.print(table)
+
+
+def default_out_dir(env_id: str, agent_specs: list[str], seed: int) -> Path:
+    """A deterministic folder per (env, agents, seed): rerunning the same command resumes it."""
+    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", "__".join([env_id, "_vs_".join(agent_specs), f"seed{seed}"]))
+    return Path("runs") / safe[:150]
+
+
+def print_summary(summary: Any, elapsed: float | None = None) -> None:
+    """The per-seat outcome table and the status line of a run."""
+    table = Table(title=f"results: {summary.out_dir}")
+    for column in ("seat", "agent", "episodes", "win %", "draw %", "loss %", "mean return (95% CI)"):
+        table.add_column(column, justify="right" if column not in ("seat", "agent") else "left")
+    for (player, agent), stats in sorted(summary.seats.items()):
+        n = stats.episodes
+        table.add_row(
+            player,
+            agent,
+            str(n),
+            f"{100 * stats.wins / n:.1f}",
+            f"{100 * stats.draws / n:.1f}",
+            f"{100 * stats.losses / n:.1f}",
+            f"{stats.mean_return:+.3f} ± {1.96 * stats.stderr:.3f}",
+        )
+    console.print(table)
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(summary.statuses.items())) or "none"
+    timing = f" in {elapsed:.1f}s" if elapsed is not None else ""
+    resumed = f" ({summary.skipped} already done, skipped)" if summary.skipped else ""
+    console.print(f"{summary.total} episodes{resumed}{timing}; status {statuses}")
+    if summary.corrupt_lines:
+        console.print(f"[yellow]{summary.corrupt_lines} corrupt line(s) in episodes.jsonl were skipped[/]")
+    for cause, count in sorted(summary.causes.items(), key=lambda item: -item[1])[:5]:
+        console.print(f"  [red]{count}x[/] {cause}")
+    if summary.interrupted:
+        console.print("[yellow]interrupted: finished episodes are saved; rerun the same command to resume[/]")
+
+
+@app.command()
+def run(
+    env: Annotated[str, typer.Argument(help="env id, e.g. tic_tac_toe-v0 or openspiel:leduc_poker")],
+    agents_csv: Annotated[
+        str, typer.Option("--agents", "-a", help="one agent spec per seat, comma-separated")
+    ],
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1)] = 100,
+    seed: Annotated[int, typer.Option(help="episode i uses seed + i")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="run folder (default: runs/<env>__<agents>__seed<S>)")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="episodes in flight at once")] = 32,
+    turn_timeout: Annotated[float, typer.Option(help="seconds per decision (0: none)")] = 60.0,
+    episode_timeout: Annotated[float, typer.Option(help="seconds per episode (0: none)")] = 3600.0,
+    alternate_seats: Annotated[bool, typer.Option(help="swap seats every other episode")] = False,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="env option key=value")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Run episodes of ENV with the given agents; resumable (rerun skips finished episodes)."""
+    from palaestra.rollout.runner import RunConfig, run_episodes
+
+    agent_specs = [spec.strip() for spec in agents_csv.split(",") if spec.strip()]
+    if not agent_specs:
+        fail("--agents needs at least one agent spec, e.g. --agents minimax,random")
+    config = guarded(
+        lambda: RunConfig(
+            env_id=env,
+            env_options=parse_options(option or []),
+            agents=agent_specs,
+            episodes=episodes,
+            seed=seed,
+            alternate_seats=alternate_seats,
+            concurrency=concurrency,
+            turn_timeout_s=turn_timeout or None,
+            episode_timeout_s=episode_timeout or None,
+        )
+    )
+    out_dir = out or default_out_dir(env, agent_specs, seed)
+    started = time.perf_counter()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, disable=not progress, transient=True) as bar:
+        task = bar.add_task(env, total=episodes, rate="")
+
+        def on_progress(done: int, total: int) -> None:
+            elapsed = time.perf_counter() - started
+            rate = f"{done / elapsed:.0f} ep/s" if elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        summary = guarded(lambda: asyncio.run(run_episodes(config, out_dir, on_progress=on_progress)))
+    print_summary(summary, time.perf_counter() - started)
+    console.print(f"episodes: {out_dir / 'episodes.jsonl'}")
+
+
+@app.command()
+def play(
+    env: Annotated[str, typer.Argument(help="env id, e.g. tic_tac_toe-v0")],
+    vs: Annotated[str, typer.Option(help="the opponent's agent spec")] = "random",
+    seat: Annotated[int, typer.Option(help="your seat: 0 moves first")] = 0,
+    seed: Annotated[int | None, typer.Option(help="episode seed (default: random)")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="env option key=value")] = None,
+) -> None:
+    """Play ENV yourself in the terminal against an agent."""
+    import random
+
+    from palaestra.agents.base import agent_factory
+    from palaestra.core.registry import make
+    from palaestra.rollout.episode import play_episode
+
+    game = guarded(lambda: make(env, **parse_options(option or [])))
+    players = list(game.players)
+    if not 0 <= seat < len(players):
+        fail(f"--seat must be between 0 and {len(players) - 1} for {env}")
+    opponent = guarded(lambda: agent_factory(vs))
+    human = guarded(lambda: agent_factory("human"))
+    specs = {p: ("human" if i == seat else vs) for i, p in enumerate(players)}
+    seated = {p: (human() if i == seat else opponent()) for i, p in enumerate(players)}
+    episode_seed = seed if seed is not None else random.randrange(2**31)
+    episode = asyncio.run(
+        play_episode(
+            game,
+            seated,
+            episode_id="play",
+            seed=episode_seed,
+            env_id=env,
+            agent_specs=specs,
+            turn_timeout=None,
+        )
+    )
+    if episode.status != "ok":
+        fail(episode.cause or episode.status)
+    you = players[seat]
+    console.print(
+        f"[bold]Game over.[/] Your return: {episode.returns.get(you, 0.0):+g} (seed {episode_seed})"
+    )
+
+
+def main() -> None:
+    """Entry point of the `palaestra` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
