@@ -12,6 +12,7 @@ The deal is two chance outcomes (the card ids of player 0, then player 1), recor
 
 from __future__ import annotations
 
+import numbers
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -34,13 +35,14 @@ def validate_deal(deal: Any, *, deck_size: int, lengths: tuple[int, ...], game: 
     """A fixed deal from reset options as a list of distinct card ids, or a one-line EnvError."""
     if isinstance(deal, str | bytes) or not hasattr(deal, "__len__"):
         raise EnvError(f"{game}: options['deal'] must be a list of card ids, got {deal!r}")
-    cards = list(deal)
+    cards: list[int] = []
+    for card in deal:
+        if isinstance(card, bool) or not isinstance(card, numbers.Integral) or not 0 <= int(card) < deck_size:
+            raise EnvError(f"{game}: deal card ids must be integers 0-{deck_size - 1}, got {card!r}")
+        cards.append(int(card))  # numpy integers become plain ints (history, hashing)
     if len(cards) not in lengths:
         wanted = " or ".join(str(n) for n in lengths)
         raise EnvError(f"{game}: options['deal'] needs {wanted} card ids, got {len(cards)}: {cards}")
-    for card in cards:
-        if isinstance(card, bool) or not isinstance(card, int) or not 0 <= card < deck_size:
-            raise EnvError(f"{game}: deal card ids must be integers 0-{deck_size - 1}, got {card!r}")
     if len(set(cards)) != len(cards):
         raise EnvError(f"{game}: a card cannot be dealt twice, got deal {cards}")
     return cards
@@ -127,7 +129,7 @@ class KuhnPoker(TextGame):
 
     def _forfeit_returns(self, seat: int) -> list[float]:
         # Forfeiting is folding: the opponent takes the pot, so the offender loses its chips.
-        lost = 1.0 + seat
+        lost = float(self.contributions[seat])
         return [-lost, lost] if seat == 0 else [lost, -lost]
 
     def action_for_id(self, action_id: int) -> str:

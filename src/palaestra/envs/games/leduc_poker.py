@@ -159,7 +159,7 @@ class LeducPoker(TextGame):
         return [won, -won] if winner == 0 else [-won, won]
 
     def _loss_value(self, seat: int) -> float:
-        return 1.0
+        return float(self.contributions[seat])
 
     def _forfeit_returns(self, seat: int) -> list[float]:
         # Forfeiting is folding: the opponent takes the pot, so the offender loses its chips.
