@@ -135,7 +135,13 @@ async def play_episode(
                 next_step = env.step(actions)
             except Exception as exc:
                 raise _Failure("error", _one_line(f"env step raised {type(exc).__name__}: {exc}")) from exc
-            invalid = next_step.info.get("invalid_action")
+            invalid_by_player = {
+                record.get("player"): record
+                for record in (
+                    next_step.info.get("invalid_actions") or [next_step.info.get("invalid_action")]
+                )
+                if record
+            }
             for player, (decision, latency) in decisions.items():
                 turn = Turn.model_construct(
                     step=index,
@@ -145,7 +151,7 @@ async def play_episode(
                     legal_actions=list(views[player].legal_actions)
                     if views[player].legal_actions is not None
                     else None,
-                    invalid=invalid if invalid and invalid.get("player") == player else None,
+                    invalid=invalid_by_player.get(player),
                     reward=0.0,
                     latency_s=latency,
                     generation=decision.generation,

@@ -1,1 +1,112 @@
-"""Adapters that wrap other game libraries as palaestra envs (`openspiel:`, `textarena:`)."""
+"""Adapters that wrap other game libraries as palaestra envs (`openspiel:`, `textarena:`).
+
+Importing this package registers the two prefixes and the Hanabi variants MARS uses
+(`mini_hanabi-v0`, `simple_hanabi-v0`). The libraries themselves are imported only when an
+adapter id is first looked up, so `import palaestra` stays fast and works without TextArena.
+
+Adapter ids carry options after a `?`: `openspiel:leduc_poker?players=3`,
+`textarena:Poker-v0?num_players=4`; values read as int, float or bool when they look like one.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from palaestra.core.registry import EnvError, EnvSpec, register, register_prefix
+
+MINI_HANABI_PARAMS: dict[str, Any] = {
+    "players": 2,
+    "colors": 2,
+    "ranks": 2,
+    "hand_size": 3,
+    "max_information_tokens": 3,
+    "max_life_tokens": 3,
+}
+"""MARS's Mini Hanabi (training game), as OpenSpiel `hanabi` parameters."""
+
+SIMPLE_HANABI_PARAMS: dict[str, Any] = {
+    "players": 2,
+    "colors": 3,
+    "ranks": 2,
+    "hand_size": 5,
+    "max_information_tokens": 8,
+    "max_life_tokens": 3,
+}
+"""MARS's Simple Hanabi (held-out game), as OpenSpiel `hanabi` parameters."""
+
+
+def parse_value(text: str) -> Any:
+    """`"3"` -> 3, `"0.5"` -> 0.5, `"true"` -> True; anything else stays text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def split_adapter_id(prefix: str, rest: str) -> tuple[str, dict[str, Any]]:
+    """Split `name?key=value&key=value` into the name and its parsed options."""
+    name, _, query = rest.strip().partition("?")
+    name = name.strip()
+    if not name:
+        raise EnvError(f"{prefix}: needs a name after the colon, e.g. {_EXAMPLES[prefix]}")
+    options: dict[str, Any] = {}
+    if query:
+        for part in query.split("&"):
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip():
+                raise EnvError(f"{prefix}:{rest}: options must look like ?key=value&key=value, got {part!r}")
+            options[key.strip()] = parse_value(value.strip())
+    return name, options
+
+
+_EXAMPLES = {"openspiel": "openspiel:leduc_poker", "textarena": "textarena:TicTacToe-v0"}
+
+
+@lru_cache(maxsize=256)
+def _openspiel_spec(rest: str) -> EnvSpec:
+    from palaestra.envs.adapters.openspiel import openspiel_spec
+
+    return openspiel_spec(rest)
+
+
+@lru_cache(maxsize=256)
+def _textarena_spec(rest: str) -> EnvSpec:
+    from palaestra.envs.adapters.textarena import textarena_spec
+
+    return textarena_spec(rest)
+
+
+register_prefix(
+    "openspiel",
+    _openspiel_spec,
+    "any OpenSpiel game: openspiel:<game>[?key=value&...], e.g. openspiel:leduc_poker "
+    "(names: python -c 'import pyspiel; print(pyspiel.registered_names())')",
+)
+register_prefix(
+    "textarena",
+    _textarena_spec,
+    "any TextArena env: textarena:<EnvId>[?num_players=N], e.g. textarena:TicTacToe-v0 "
+    "(needs pip install palaestra[textarena])",
+)
+register(
+    "mini_hanabi-v0",
+    "palaestra.envs.adapters.openspiel:OpenSpielGame",
+    kwargs={"game": "hanabi", "params": MINI_HANABI_PARAMS, "display_name": "Mini Hanabi"},
+    num_players=2,
+    family="games",
+    description="Mini Hanabi (OpenSpiel hanabi, 2 colors, 2 ranks, hand 3); cooperative; MARS training game.",
+)
+register(
+    "simple_hanabi-v0",
+    "palaestra.envs.adapters.openspiel:OpenSpielGame",
+    kwargs={"game": "hanabi", "params": SIMPLE_HANABI_PARAMS, "display_name": "Simple Hanabi"},
+    num_players=2,
+    family="games",
+    description="Simple Hanabi (OpenSpiel hanabi, 3 colors, 2 ranks, hand 5); cooperative; MARS held-out.",
+)
