@@ -8,6 +8,7 @@ per-episode state (a conversation, a belief) without any reset protocol.
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -119,8 +120,9 @@ def agent_factory(spec: str) -> AgentFactory:
         raise AgentError(f"unknown agent {name!r}; known agents: {known}")
     builder, _ = _AGENTS[name]
     params: dict[str, Any] = {}
+    takes_whole_rest = "arg" in inspect.signature(builder).parameters
     if rest:
-        if "=" in rest and not rest.startswith(("hf:", "openai:", "/", ".")):
+        if not takes_whole_rest:
             for part in rest.split(","):
                 key, eq, value = part.partition("=")
                 if not eq or not key.strip():
@@ -168,7 +170,12 @@ def _load_builtin_agents() -> None:
     _builtins_loaded = True
     import importlib
 
-    for module in ("palaestra.agents.scripted", "palaestra.agents.solvers", "palaestra.agents.human"):
+    for module in (
+        "palaestra.agents.scripted",
+        "palaestra.agents.solvers",
+        "palaestra.agents.human",
+        "palaestra.agents.llm",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

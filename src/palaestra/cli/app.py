@@ -202,7 +202,15 @@ def run(
             rate = f"{done / elapsed:.0f} ep/s" if elapsed > 0 else ""
             bar.update(task, completed=done, total=total, rate=rate)
 
-        summary = guarded(lambda: asyncio.run(run_episodes(config, out_dir, on_progress=on_progress)))
+        async def run_and_close() -> Any:
+            from palaestra.models.registry import close_models
+
+            try:
+                return await run_episodes(config, out_dir, on_progress=on_progress)
+            finally:
+                await close_models()
+
+        summary = guarded(lambda: asyncio.run(run_and_close()))
     print_summary(summary, time.perf_counter() - started)
     console.print(f"episodes: {out_dir / 'episodes.jsonl'}")
 
@@ -247,6 +255,64 @@ def play(
     you = players[seat]
     console.print(
         f"[bold]Game over.[/] Your return: {episode.returns.get(you, 0.0):+g} (seed {episode_seed})"
+    )
+
+
+model_app = typer.Typer(help="Make and inspect models.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("init")
+def model_init(
+    path: Annotated[Path, typer.Argument(help="folder to write the model into (must be empty or new)")],
+    seed: Annotated[int, typer.Option(help="weight initialisation seed")] = 0,
+    hidden_size: Annotated[int | None, typer.Option(help="width (default 64)")] = None,
+    num_hidden_layers: Annotated[int | None, typer.Option("--layers", help="transformer layers")] = None,
+    num_attention_heads: Annotated[int | None, typer.Option("--heads", help="attention heads")] = None,
+    intermediate_size: Annotated[int | None, typer.Option(help="MLP width")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite a non-empty folder")] = False,
+) -> None:
+    """Write the embedded tiny model (char tokenizer + Llama) as a Hugging Face model folder."""
+    from palaestra.models.tiny import init_tiny_model
+
+    written = guarded(
+        lambda: init_tiny_model(
+            path,
+            seed=seed,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads,
+            intermediate_size=intermediate_size,
+            overwrite=force,
+        )
+    )
+    console.print(f"wrote tiny model to {written}; use it as --agents llm:hf:{written}")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="model folder, or a model spec (tiny, hf:PATH, mock)")],
+    host: Annotated[str, typer.Option(help="address to listen on (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[str | None, typer.Option(help="require this bearer key")] = None,
+    model_name: Annotated[str | None, typer.Option(help="name clients use (default: folder name)")] = None,
+    max_request_bytes: Annotated[int, typer.Option(min=1024, help="largest request body")] = 4 * 1024 * 1024,
+    max_tokens_limit: Annotated[int, typer.Option(min=1, help="largest max_tokens a request may ask")] = 4096,
+) -> None:
+    """Serve a local model over an OpenAI-compatible API (/v1/chat/completions, /v1/models)."""
+    from palaestra.serve import serve as run_server
+
+    guarded(
+        lambda: run_server(
+            model,
+            host=host,
+            port=port,
+            api_key=api_key,
+            model_name=model_name,
+            max_request_bytes=max_request_bytes,
+            max_tokens_limit=max_tokens_limit,
+            on_ready=lambda url: console.print(f"serving {model} at {url} (Ctrl-C to stop)"),
+        )
     )
 
 

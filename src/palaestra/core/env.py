@@ -50,9 +50,9 @@ class InvalidAction:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimeStep:
-    """What the world says after `reset` or `step`.
+    """What the world says after `reset` or `step` (treat it as immutable; not frozen for speed).
 
     Fields:
         to_act: players who must act now, in order. Empty exactly when the episode is over.

@@ -1,8 +1,10 @@
 """Messages and tool calls: the unit of text that flows between envs, agents and models.
 
-They are frozen, slotted dataclasses rather than pydantic models because an env builds several
-per step and the step loop must stay in the tens of microseconds; `to_dict`/`from_dict` give the
-JSON form used in episode records, and pydantic validates them when they sit inside a record.
+They are slotted dataclasses rather than pydantic models because an env builds several per step
+and the step loop must stay within a few microseconds. They are not `frozen`: a frozen dataclass
+costs three to four times as much to build, so immutability is a convention here: never change a
+message after it is made (envs share and cache them). `to_dict`/`from_dict` give the JSON form
+used in episode records, and pydantic validates them when they sit inside a record.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class ToolCall:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """One message in a conversation.
 

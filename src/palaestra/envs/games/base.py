@@ -29,6 +29,56 @@ from palaestra.core.registry import EnvError, EnvSpec
 InvalidMode = Literal["mars", "retry"]
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _MAX_ECHO = 500
+_INTRO_CACHE: dict[tuple[Any, ...], list[Message]] = {}
+"""Intro messages by (game class, name, rules, seat, example action, player info): they are the same in
+every episode, and messages are never changed after they are made, so episodes share them."""
+_UNUSED_RNG = random.Random(0)  # stands in for the generator of games without chance
+
+
+class SeededRandom(random.Random):
+    """A `random.Random` driven by SplitMix64 instead of the Mersenne Twister.
+
+    Seeding the Twister costs several microseconds, which is a large share of a two-step poker
+    hand; SplitMix64 seeds for free and draws well enough for dealing cards. Everything built on
+    `random()`/`getrandbits()` (choice, sample, shuffle, ...) works unchanged and reproducibly.
+    """
+
+    _MASK = (1 << 64) - 1
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._state = 0
+        super().__init__(seed)
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        if a is None:
+            a = random.SystemRandom().getrandbits(64)
+        elif not isinstance(a, int):
+            a = int.from_bytes(hashlib.sha256(repr(a).encode()).digest()[:8], "little")
+        self._state = a & self._MASK
+
+    def _next(self) -> int:
+        self._state = state = (self._state + 0x9E3779B97F4A7C15) & self._MASK
+        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & self._MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self._MASK
+        return z ^ (z >> 31)
+
+    def random(self) -> float:
+        return (self._next() >> 11) * (1.0 / (1 << 53))
+
+    def getrandbits(self, k: int) -> int:
+        if k <= 64:
+            return self._next() >> (64 - k) if k else 0
+        chunks = (k + 63) // 64
+        value = 0
+        for _ in range(chunks):
+            value = (value << 64) | self._next()
+        return value >> (chunks * 64 - k)
+
+    def getstate(self) -> Any:
+        return ("splitmix64", self._state)
+
+    def setstate(self, state: Any) -> None:
+        self._state = state[1]
 
 
 def parse_answer(text: str) -> str:
@@ -50,6 +100,9 @@ class TextGame:
     num_players: ClassVar[int] = 2
     openspiel_name: ClassVar[str | None] = None
     openspiel_params: ClassVar[dict[str, Any]] = {}
+    has_chance: ClassVar[bool] = True
+    """False for games without chance: reset then skips seeding a generator (it costs several
+    microseconds, a large share of a short episode)."""
 
     def __init__(
         self,
@@ -67,7 +120,7 @@ class TextGame:
         self.invalid_action: InvalidMode = invalid_action
         self.retries = retries
         self.penalty = float(penalty)
-        self.rng = random.Random(0)
+        self.rng: random.Random = SeededRandom(0)
         self.history: list[int] = []  # OpenSpiel action ids, chance outcomes included
         self._done = True
         self._final_returns: dict[PlayerId, float] = {}
@@ -132,7 +185,7 @@ class TextGame:
 
     # ----- Env API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None) -> TimeStep:
-        self.rng = random.Random(seed)
+        self.rng = SeededRandom(seed) if self.has_chance else _UNUSED_RNG
         self.history = []
         self._done = False
         self._final_returns = {}
@@ -149,9 +202,10 @@ class TextGame:
         if len(actions) != 1 or player not in actions:
             raise ValueError(f"{self.game_name}: expected an action for {player} only, got {sorted(actions)}")
         raw = action_text(actions[player])
-        answer = parse_answer(raw)
         legal = self.legal_actions(player)
         assert legal is not None
+        # Scripted agents send a legal string as is: skip the answer parser for them.
+        answer = raw if raw in legal else parse_answer(raw)
         if answer in legal:
             self._strikes[player] = 0
             self._apply(answer)
@@ -160,12 +214,13 @@ class TextGame:
         return self._invalid(player, raw, legal)
 
     def legal_actions(self, player: PlayerId) -> list[str] | None:
+        cache = self._legal_cache  # reset on every state change; checked first, it is the hot path
+        if cache is not None and cache[0] == player:
+            return cache[1]
         if self._done or self.players[self._current_player()] != player:
             return []
-        cache = self._legal_cache
-        if cache is None or cache[0] != player:
-            cache = (player, self._legal())
-            self._legal_cache = cache
+        cache = (player, self._legal())
+        self._legal_cache = cache
         return cache[1]
 
     def render(self) -> str:
@@ -183,7 +238,7 @@ class TextGame:
                 self._final_returns,
                 self._turns_taken,
                 self._strikes,
-                self.rng.getstate(),
+                self.rng.getstate() if self.has_chance else None,
             )
         )
 
@@ -192,7 +247,8 @@ class TextGame:
         self._set_state(state)
         self.history, self._done, self._final_returns = history, done, returns
         self._turns_taken, self._strikes = turns, strikes
-        self.rng.setstate(rng_state)
+        if rng_state is not None:
+            self.rng.setstate(rng_state)
         self._legal_cache = None
 
     def state_hash(self) -> str:
@@ -221,6 +277,17 @@ class TextGame:
     # ----- internals ------------------------------------------------------------------------
     def _intro(self, seat: int) -> list[Message]:
         player = self.players[seat]
+        example = (self.legal_actions(player) or ["ACTION"])[0]
+        key = (type(self), self.game_name, self.rules, seat, example, self._player_info(seat))
+        cached = _INTRO_CACHE.get(key)
+        if cached is None:
+            cached = self._build_intro(seat, example)
+            if len(_INTRO_CACHE) < 4096:
+                _INTRO_CACHE[key] = cached
+        return list(cached)
+
+    def _build_intro(self, seat: int, example: str) -> list[Message]:
+        player = self.players[seat]
         return [
             Message(role="system", content=f"You are playing {self.game_name}. Play to win.", name="env"),
             Message(
@@ -230,8 +297,7 @@ class TextGame:
                     f"GAME RULES:\n{self.rules}\n\n"
                     f"PLAYER INFORMATION:\n{self._player_info(seat)} Your id is {player}.\n\n"
                     "RESPONSE INSTRUCTIONS:\nThink if you like, then give exactly one of the "
-                    "legal actions inside <answer></answer>, e.g. <answer>"
-                    f"{(self.legal_actions(player) or ['ACTION'])[0]}</answer>."
+                    f"legal actions inside <answer></answer>, e.g. <answer>{example}</answer>."
                 ),
             ),
         ]

@@ -78,6 +78,7 @@ class ConnectFour(TextGame):
 
     game_name = "Connect Four"
     openspiel_name = "connect_four"
+    has_chance = False
     rules = (
         f"Two players take turns dropping one disc into one of the {COLUMNS} columns of an upright "
         f"board with {ROWS} rows, X first. The disc falls to the lowest empty cell of that column. "

@@ -12,6 +12,7 @@ The deal is two chance outcomes (the card ids of player 0, then player 1), recor
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import random
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ CARD_NAMES: tuple[str, ...] = ("J", "Q", "K")
 ACTIONS: tuple[str, ...] = ("pass", "bet")  # OpenSpiel ids 0 and 1
 PASS, BET = 0, 1
 ANTE = 1
+_DEALS: tuple[tuple[int, int], ...] = tuple(itertools.permutations(range(3), 2))
+"""Every ordered deal (card of player 0, card of player 1), equally likely."""
 
 
 def chips(count: int) -> str:
@@ -78,7 +81,7 @@ class KuhnPoker(TextGame):
         if options.get("deal") is not None:
             cards = validate_deal(options["deal"], deck_size=3, lengths=(2,), game="kuhn_poker")
         else:
-            cards = rng.sample(range(3), 2)
+            cards = list(_DEALS[int(rng.random() * len(_DEALS))])  # one draw: cheaper than sample()
         self.cards = cards
         self.bets = []
         self.contributions = [ANTE, ANTE]

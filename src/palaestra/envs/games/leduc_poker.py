@@ -16,6 +16,7 @@ card may be left out: it is then drawn with the seeded generator).
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +31,8 @@ ANTE = 1
 RAISE_SIZES: tuple[int, int] = (2, 4)  # by round
 MAX_RAISES_PER_ROUND = 2
 DECK_SIZE = 6
+_DEALS: tuple[tuple[int, int, int], ...] = tuple(itertools.permutations(range(DECK_SIZE), 3))
+"""Every ordered deal (private 0, private 1, public), equally likely."""
 
 
 def card_name(card: int) -> str:
@@ -85,7 +88,7 @@ class LeducPoker(TextGame):
             if len(deal) == 2:
                 deal.append(rng.choice([c for c in range(DECK_SIZE) if c not in deal]))
         else:
-            deal = rng.sample(range(DECK_SIZE), 3)
+            deal = list(_DEALS[int(rng.random() * len(_DEALS))])  # one draw: cheaper than sample()
         self.private_cards = deal[:2]
         self.public_card = deal[2]
         self.round = 1

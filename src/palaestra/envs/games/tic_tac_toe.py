@@ -19,6 +19,7 @@ LINES: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 CELL_NAMES: tuple[str, ...] = tuple(str(i + 1) for i in range(9))
 MARKS = ("X", "O")
+_BOARD = "{} | {} | {}\n---------\n{} | {} | {}\n---------\n{} | {} | {}"
 
 
 def winner_of(board: list[int]) -> int:
@@ -33,6 +34,7 @@ def winner_of(board: list[int]) -> int:
 class TicTacToe(TextGame):
     game_name = "Tic-Tac-Toe"
     openspiel_name = "tic_tac_toe"
+    has_chance = False
     rules = (
         "Two players take turns marking one empty cell of a 3x3 grid, X first. The first to get "
         "three of their marks in a row, column or diagonal wins. If all nine cells fill up with "
@@ -81,9 +83,7 @@ class TicTacToe(TextGame):
         return f"You play {MARKS[seat]} and move {order}."
 
     def _state_text(self, seat: int) -> str:
-        cells = [MARKS[m] if m >= 0 else CELL_NAMES[i] for i, m in enumerate(self.board)]
-        rows = [" | ".join(cells[r * 3 : r * 3 + 3]) for r in range(3)]
-        text = "\n---------\n".join(rows)
+        text = _BOARD.format(*[MARKS[m] if m >= 0 else CELL_NAMES[i] for i, m in enumerate(self.board)])
         if seat >= 0:
             return f"{text}\nYou are {MARKS[seat]}."
         return text

@@ -1,0 +1,360 @@
+"""`LLMAgent`: an agent backed by a `Model`, and the `llm:` agent spec.
+
+Each agent instance sits in one seat of one episode and keeps one model session,
+`f"{episode_id}/{player}"`: every turn it renders only the env messages new to that player through
+a prompt template and sends them as the session's delta, so local engines extend their KV cache
+instead of re-reading the history, and the `Generation` it attaches to its `Decision` holds the
+exact prompt-delta ids, sampled ids, log-probs and loss mask of the turn.
+
+Two prompt templates:
+- `mars`: the env's messages as they are (the env already writes the MARS layout: rules once,
+  then "Information of Turn-k" with GAME STATE and LEGAL ACTIONS); the answer is the text inside
+  the last `<answer>…</answer>`. For real LLMs.
+- `compact`: one short user message per turn, just the game state and the legal actions of the
+  latest turn block (no rules), answered with a bare action. For the tiny model, where every
+  character is a token.
+
+Unparsable output never raises: the raw text becomes the action, and the env's invalid-action
+policy decides what happens.
+
+Spec syntax (what follows `llm:`): `MODEL[?key=value&key=value]`, with MODEL one of `tiny`,
+`hf:PATH`, `openai:MODEL@BASE_URL`, `mock`, and keys `temperature`, `top_p`, `max_new_tokens`,
+`seed`, `template` (`auto`|`mars`|`compact`). E.g. `llm:tiny?temperature=0.6&max_new_tokens=8`.
+The keyword form `llm:model=tiny,temperature=0.6` is accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from palaestra.agents.base import AgentError, AgentFactory, AgentView, Decision, register_agent
+from palaestra.core.messages import Message
+from palaestra.models.base import GenerationRequest, Model, SamplingParams
+from palaestra.models.registry import parse_model_spec, resolve_model
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_END_MARKERS = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>")
+_GAME_STATE = "GAME STATE:\n"
+_LEGAL_ACTIONS = "\nLEGAL ACTIONS:"
+_SEPARATOR_LINE = re.compile(r"^\s*(?:[-=+]{3,}[-=+\s]*)?$")  # blank, or a rule like ---------
+_CELL_BAR = re.compile(r"[ \t]*\|[ \t]*")
+
+
+class PromptTemplate(Protocol):
+    """How an agent shows a turn to a model and reads the model's answer."""
+
+    name: str
+
+    def render(self, view: AgentView) -> list[Message]:
+        """The messages to send the model this turn (only what is new to its session)."""
+        ...
+
+    def parse(self, text: str) -> str | None:
+        """The action in the model's text, or None when there is none."""
+        ...
+
+    def max_new_tokens(self, view: AgentView) -> int:
+        """The default cap on sampled tokens for this turn."""
+        ...
+
+
+def strip_end_markers(text: str) -> str:
+    """The text without trailing end-of-turn markers an engine may have left in it."""
+    stripped = text.rstrip()
+    changed = True
+    while changed:
+        changed = False
+        for marker in _END_MARKERS:
+            if stripped.endswith(marker):
+                stripped = stripped[: -len(marker)].rstrip()
+                changed = True
+    return stripped
+
+
+class MarsTemplate:
+    """The env's messages as they are (consecutive user messages joined); the answer inside
+    `<answer>…</answer>`."""
+
+    name = "mars"
+
+    def render(self, view: AgentView) -> list[Message]:
+        rendered: list[Message] = []
+        for message in view.messages:
+            previous = rendered[-1] if rendered else None
+            # Several env messages in a row (rules, then the turn block) become one: some chat
+            # templates refuse two user messages in a row.
+            if (
+                previous is not None
+                and previous.role == message.role == "user"
+                and not previous.tool_calls
+                and not message.tool_calls
+            ):
+                merged = f"{previous.content}\n\n{message.content}"
+                rendered[-1] = Message(role="user", content=merged, name=previous.name)
+            else:
+                rendered.append(message)
+        return rendered
+
+    def parse(self, text: str) -> str | None:
+        found = _ANSWER.findall(text)
+        return found[-1].strip() if found else None
+
+    def max_new_tokens(self, view: AgentView) -> int:
+        return 1024
+
+
+class CompactTemplate:
+    """The latest game state and the legal actions, nothing else; the answer is a bare action.
+
+    A turn block like `GAME STATE:\\nX | 2 | 3\\n---------\\n...` becomes `X|2|3\\n...\\nLegal: 2,3`
+    (separator lines dropped, spaces around `|` removed). Envs without a GAME STATE block are
+    shown the text of their new user messages.
+    """
+
+    name = "compact"
+
+    def render(self, view: AgentView) -> list[Message]:
+        return [Message(role="user", content=self.prompt_text(view))]
+
+    def prompt_text(self, view: AgentView) -> str:
+        lines: list[str] = []
+        latest = next(
+            (m.content for m in reversed(view.messages) if m.content and _GAME_STATE in m.content), None
+        )
+        if latest is not None:
+            if "Invalid action" in latest:
+                lines.append("Invalid, again.")
+            state = latest.split(_GAME_STATE, 1)[1].split(_LEGAL_ACTIONS, 1)[0]
+            lines.extend(
+                _CELL_BAR.sub("|", line.rstrip())
+                for line in state.splitlines()
+                if not _SEPARATOR_LINE.match(line)
+            )
+        else:
+            lines.extend(m.content for m in view.messages if m.role != "system" and m.content)
+        if view.legal_actions is not None:
+            lines.append("Legal: " + ",".join(view.legal_actions))
+        return "\n".join(lines)
+
+    def parse(self, text: str) -> str | None:
+        found = _ANSWER.findall(text)
+        answer = found[-1] if found else strip_end_markers(text)
+        answer = answer.strip()
+        return answer or None
+
+    def max_new_tokens(self, view: AgentView) -> int:
+        if view.legal_actions:
+            # No legal answer is longer than the longest legal action (+ the end-of-turn token),
+            # and a cap this tight keeps an untrained model's babble cheap.
+            return max(len(action) for action in view.legal_actions) + 2
+        return 64
+
+
+TEMPLATES: dict[str, PromptTemplate] = {"mars": MarsTemplate(), "compact": CompactTemplate()}
+
+
+def template_for_model(model: str | Model) -> PromptTemplate:
+    """The template a model is meant for: compact for the tiny model (and checkpoints trained from
+    it, which say so in their config.json), mars for everything else."""
+    if not isinstance(model, str):
+        declared = getattr(model, "prompt_template", None)
+        if isinstance(declared, str) and declared in TEMPLATES:
+            return TEMPLATES[declared]
+        folder = getattr(model, "path", None)  # local engines say which folder they loaded
+        if folder is not None and (Path(folder) / "config.json").is_file():
+            return template_for_model(f"hf:{folder}")
+        return TEMPLATES["mars"]
+    parsed = parse_model_spec(model)
+    if parsed.kind == "tiny":
+        return TEMPLATES["compact"]
+    if parsed.kind == "hf":
+        try:
+            config = json.loads((Path(parsed.target).expanduser() / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        marker = config.get("palaestra") if isinstance(config, dict) else None
+        if isinstance(marker, dict) and marker.get("prompt_template") in TEMPLATES:
+            return TEMPLATES[marker["prompt_template"]]
+    return TEMPLATES["mars"]
+
+
+class LLMAgent:
+    """An agent that asks a model, one session per episode and player.
+
+    Args:
+        model: a `Model`, or a model spec (`tiny`, `hf:PATH`, `openai:MODEL@URL`, `mock`) resolved
+            on first use to the process-wide shared instance.
+        template: `auto` (the model's own: compact for the tiny model, else mars), `mars`,
+            `compact`, or a `PromptTemplate`.
+        temperature, top_p: sampling parameters (temperature 0 is greedy).
+        max_new_tokens: cap on sampled tokens per turn; None takes the template's default.
+        seed: mixed into every decision's sampling seed; each decision is already seeded from the
+            episode seed, so reruns repeat either way.
+        stop: strings that end a generation.
+    """
+
+    def __init__(
+        self,
+        model: Model | str = "tiny",
+        *,
+        template: str | PromptTemplate = "auto",
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_new_tokens: int | None = None,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> None:
+        if temperature < 0:
+            raise AgentError(f"temperature must be >= 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise AgentError(f"top_p must be in (0, 1], got {top_p}")
+        if max_new_tokens is not None and max_new_tokens <= 0:
+            raise AgentError(f"max_new_tokens must be positive, got {max_new_tokens}")
+        self.model_spec = model if isinstance(model, str) else None
+        self._model = model if not isinstance(model, str) else None
+        if isinstance(template, str):
+            if template == "auto":
+                try:
+                    template = template_for_model(model)
+                except ValueError as exc:
+                    raise AgentError(str(exc)) from exc
+            elif template in TEMPLATES:
+                template = TEMPLATES[template]
+            else:
+                raise AgentError(f"unknown prompt template {template!r}; use auto, {', '.join(TEMPLATES)}")
+        self.template: PromptTemplate = template
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.max_new_tokens = max_new_tokens
+        self.seed = seed
+        self.stop = tuple(stop)
+        self.sessions: list[str] = []
+        """Model sessions this agent opened (one per episode and seat it played)."""
+
+    @property
+    def model(self) -> Model:
+        """The model, resolved from its spec on first use."""
+        if self._model is None:
+            assert self.model_spec is not None
+            self._model = resolve_model(self.model_spec)
+        return self._model
+
+    def sampling_for(self, view: AgentView) -> SamplingParams:
+        """This decision's sampling parameters, seeded from the decision so reruns repeat."""
+        seed = view.seed if self.seed is None else (self.seed * 1_000_003 + view.seed) & 0x7FFFFFFF
+        return SamplingParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens or self.template.max_new_tokens(view),
+            stop=self.stop,
+            seed=seed,
+        )
+
+    async def act(self, view: AgentView) -> Decision:
+        session = f"{view.episode_id}/{view.player}"
+        if session not in self.sessions:
+            self.sessions.append(session)
+        request = GenerationRequest(
+            session=session, messages=self.template.render(view), sampling=self.sampling_for(view)
+        )
+        generation = await self.model.generate(request)
+        action = self.template.parse(generation.text)
+        return Decision(
+            action=generation.text if action is None else action,
+            generation=generation,
+            info={"parsed": action is not None, "template": self.template.name},
+        )
+
+    async def close(self) -> None:
+        """Tell the model this agent's conversations are over so it can free their caches."""
+        sessions, self.sessions = self.sessions, []
+        if self._model is not None:
+            for session in sessions:
+                await self._model.end_session(session)
+
+
+# ----- the `llm:` agent spec -----------------------------------------------------------------
+_OPTION_TYPES: dict[str, type] = {
+    "temperature": float,
+    "top_p": float,
+    "max_new_tokens": int,
+    "seed": int,
+    "template": str,
+}
+_KIND_NAMES: dict[type, str] = {int: "an integer", float: "a number", str: "text"}
+
+
+def parse_llm_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """`MODEL?key=value&key=value` to the model spec and typed options; AgentError if malformed."""
+    model, question, query = text.strip().rpartition("?") if "?" in text else (text.strip(), "", "")
+    options: dict[str, Any] = {}
+    if question:
+        for part in query.split("&"):
+            key, equals, value = part.partition("=")
+            options[key.strip()] = value.strip() if equals else None
+    return model or "tiny", check_llm_options(options, spec=text)
+
+
+def check_llm_options(options: dict[str, Any], *, spec: str) -> dict[str, Any]:
+    """Typed, validated options; AgentError naming the bad one."""
+    typed: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in _OPTION_TYPES:
+            raise AgentError(f"llm spec {spec!r}: unknown option {key!r}; known: {', '.join(_OPTION_TYPES)}")
+        if value is None or value == "":
+            raise AgentError(f"llm spec {spec!r}: option {key!r} needs a value, e.g. {key}=...")
+        kind = _OPTION_TYPES[key]
+        try:
+            typed[key] = _as_int(value) if kind is int else kind(value)
+        except ValueError:
+            raise AgentError(f"llm spec {spec!r}: {key} must be {_KIND_NAMES[kind]}, got {value!r}") from None
+    return typed
+
+
+def _as_int(value: Any) -> int:
+    """An integer from `8` or `"8"` (or `8.0`), refusing `8.5` rather than truncating it."""
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return int(value)
+
+
+@register_agent(
+    "llm",
+    "a language model: llm:tiny, llm:hf:PATH, llm:openai:MODEL@URL, llm:mock "
+    "(options: llm:tiny?temperature=0.6&max_new_tokens=8&template=compact)",
+)
+def llm_agent(arg: str | None = None, **params: Any) -> AgentFactory:
+    """Build the factory for an `llm:` spec (the text after `llm:` arrives as `arg`)."""
+    if arg is not None and "?" not in arg and arg.startswith("model="):
+        # The keyword form `llm:model=tiny,temperature=0.6`.
+        params = {}
+        for part in arg.split(","):
+            key, _, value = part.partition("=")
+            params[key.strip()] = value.strip()
+        arg = None
+    if arg is not None:
+        if params:
+            raise AgentError(f"llm spec: give options after '?', not both forms (got {sorted(params)})")
+        model_spec, options = parse_llm_spec(arg)
+    else:
+        model_spec = str(params.pop("model", "tiny"))
+        options = check_llm_options(params, spec=",".join(f"{k}={v}" for k, v in params.items()))
+    # Check the options and pick the template once, so a bad spec fails when the run starts.
+    options["template"] = LLMAgent(model_spec, **options).template
+    try:
+        # Build (or fetch) the shared model now: loading weights must not eat into the first
+        # episode's turn timeout, and every seat and episode with this spec shares it.
+        model = resolve_model(model_spec)
+    except ValueError as exc:
+        raise AgentError(f"llm:{model_spec}: {exc}") from exc
+
+    def make() -> LLMAgent:
+        return LLMAgent(model, **options)
+
+    return make

@@ -1,0 +1,192 @@
+"""Model spec strings to `Model` instances: `tiny`, `hf:PATH`, `openai:MODEL@BASE_URL`, `mock`.
+
+`resolve_model(spec)` builds each spec's model once per process (per event loop, since engines
+own asyncio tasks and locks) so every seat and every episode that names the same spec shares one
+engine, and one batch. Engine modules are imported lazily by module path: `import palaestra`
+never pulls in torch, and a missing optional dependency is reported as one line when a spec
+needs it.
+
+Other packages can add prefixes with `register_model_prefix("vllm", "my_pkg.vllm:build")`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from palaestra.models.base import Model
+
+ModelBuilder = Callable[..., Model]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A parsed model spec string.
+
+    Fields:
+        kind: `tiny`, `hf`, `openai`, `mock`, or a registered prefix.
+        target: what follows the prefix: a folder for `hf`, `MODEL@BASE_URL` for `openai`, ...
+        text: the spec as given (the cache key).
+    """
+
+    kind: str
+    target: str
+    text: str
+
+
+_PREFIXES: dict[str, str] = {
+    "tiny": "palaestra.models.registry:_build_tiny",
+    "hf": "palaestra.models.registry:_build_hf",
+    "openai": "palaestra.models.registry:_build_openai",
+    "mock": "palaestra.models.registry:_build_mock",
+}
+_SPEC_HELP = "use tiny, hf:PATH, openai:MODEL@BASE_URL or mock"
+_instances: dict[tuple[str, str], tuple[Model, asyncio.AbstractEventLoop | None]] = {}
+
+
+def register_model_prefix(prefix: str, builder: str) -> None:
+    """Make `prefix:TARGET` specs resolve through `builder` ("module.path:function").
+
+    The builder is called as `function(target, **options)` and returns a `Model`.
+    """
+    if not prefix.isidentifier():
+        raise ValueError(f"model prefix must be a plain word, got {prefix!r}")
+    if ":" not in builder:
+        raise ValueError(f"model builder must be 'module.path:function', got {builder!r}")
+    _PREFIXES[prefix] = builder
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """Split and check a model spec without building anything; ValueError with a one-line reason."""
+    text = spec.strip()
+    if not text:
+        raise ValueError(f"empty model spec; {_SPEC_HELP}")
+    kind, colon, target = text.partition(":")
+    if kind in ("tiny", "mock"):
+        if colon:
+            raise ValueError(f"model spec {spec!r}: {kind} takes nothing after it; write just {kind}")
+        return ModelSpec(kind, "", text)
+    if kind in _PREFIXES and colon:
+        if not target:
+            raise ValueError(f"model spec {spec!r} names no target after '{kind}:'; {_SPEC_HELP}")
+        if kind == "hf":
+            folder = Path(target).expanduser()
+            if not (folder / "config.json").is_file():
+                raise ValueError(
+                    f"model spec {spec!r}: {folder} is not a Hugging Face model folder (no config.json); "
+                    "create one with `palaestra model init DIR`"
+                )
+        if kind == "openai":
+            split_openai_target(target)
+        return ModelSpec(kind, target, text)
+    if (Path(text).expanduser() / "config.json").is_file():
+        # A bare model folder, as `palaestra serve PATH` takes it.
+        return ModelSpec("hf", text, text)
+    raise ValueError(f"unknown model spec {spec!r}; {_SPEC_HELP}")
+
+
+def split_openai_target(target: str) -> tuple[str, str | None]:
+    """`MODEL@BASE_URL` to (model, base_url); the base URL is None when not given.
+
+    The split is at the first `@` followed by `http://` or `https://`, so model names that
+    contain `@` still work.
+    """
+    for marker in ("@http://", "@https://"):
+        at = target.find(marker)
+        if at >= 0:
+            model, base_url = target[:at], target[at + 1 :]
+            break
+    else:
+        model, base_url = target, None
+    if not model:
+        raise ValueError(f"openai model spec {target!r} names no model; write openai:MODEL@BASE_URL")
+    return model, base_url
+
+
+def resolve_model(spec: str, **options: Any) -> Model:
+    """The shared `Model` for a spec, built on first use (`options` go to the engine's constructor).
+
+    One instance per (spec, options) per event loop: an engine built inside a loop that has
+    since closed is replaced rather than reused, since its tasks died with that loop.
+    """
+    parsed = parse_model_spec(spec)
+    key = (parsed.text, repr(sorted(options.items())))
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    cached = _instances.get(key)
+    if cached is not None:
+        model, built_in = cached
+        if built_in is None or built_in is loop or not built_in.is_closed():
+            return model
+    model = build_model(parsed, **options)
+    _instances[key] = (model, loop)
+    return model
+
+
+def build_model(spec: ModelSpec | str, **options: Any) -> Model:
+    """A new, unshared `Model` for a spec (most callers want `resolve_model`)."""
+    parsed = parse_model_spec(spec) if isinstance(spec, str) else spec
+    module_name, _, function_name = _PREFIXES[parsed.kind].partition(":")
+    builder: ModelBuilder = getattr(importlib.import_module(module_name), function_name)
+    return builder(parsed.target, **options)
+
+
+async def close_models() -> None:
+    """Close and forget every shared model built in the running loop (call at the end of a run)."""
+    loop = asyncio.get_running_loop()
+    for key, (model, built_in) in list(_instances.items()):
+        if built_in is None or built_in is loop:
+            del _instances[key]
+            await model.close()
+
+
+def forget_models() -> None:
+    """Forget every shared model without closing it (tests that switch event loops)."""
+    _instances.clear()
+
+
+# ----- builtin builders (each imports its engine only when called) --------------------------
+def _engine_class(module_name: str, class_name: str, spec_kind: str) -> Any:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise ValueError(f"{spec_kind} models need {module_name}, which this palaestra lacks") from exc
+        raise ValueError(
+            f"{spec_kind} models need the package {exc.name!r}; "
+            "install it with `pip install 'palaestra[models]'`"
+        ) from exc
+    return getattr(module, class_name)
+
+
+def _build_tiny(target: str, **options: Any) -> Model:
+    from palaestra.models.tiny import default_tiny_path
+
+    engine: Any = _engine_class("palaestra.models.local", "LocalEngine", "tiny")
+    return engine(default_tiny_path(), **options)  # type: ignore[no-any-return]
+
+
+def _build_hf(target: str, **options: Any) -> Model:
+    engine: Any = _engine_class("palaestra.models.local", "LocalEngine", "hf:")
+    return engine(Path(target).expanduser(), **options)  # type: ignore[no-any-return]
+
+
+def _build_openai(target: str, **options: Any) -> Model:
+    model, base_url = split_openai_target(target)
+    if base_url is None:
+        base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    client: Any = _engine_class("palaestra.models.openai_client", "OpenAIModel", "openai:")
+    return client(model, base_url, **options)  # type: ignore[no-any-return]
+
+
+def _build_mock(target: str, **options: Any) -> Model:
+    from palaestra.models.mock import MockModel
+
+    return MockModel(**options)
