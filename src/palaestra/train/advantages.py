@@ -1,0 +1,255 @@
+"""Advantage estimators: from a batch of trajectories' turn rewards to one advantage per turn.
+
+Each estimator is a pure function
+
+    estimator(trajectories: Sequence[Trajectory], **options) -> list[list[float]]
+
+returning, for each trajectory in order, one advantage per turn; every token of turn k then gets
+that turn's advantage (`TokenRow.per_token`). They read only `game`, `role`, `group`,
+`turn_rewards` and (for `flow_grpo`) `final_return`. Register more with `@register_estimator`.
+
+Conventions shared by all of them:
+- "std" is the population standard deviation (ddof = 0), so a normalized pool has std exactly 1.
+- A pool whose std is at most `eps` (one member, or all values equal) gets advantage 0, never
+  NaN: nothing in it is better or worse than the rest. `eps` defaults to `EPS` = 1e-6.
+- Rewards must be finite; a NaN or infinite reward raises ValueError naming the trajectory.
+- A trajectory with no turns gets `[]` and takes no part in any statistic.
+
+Estimators (equations in each docstring; REFERENCES.md §1-2):
+- `mars`: turn-level returns, normalized per (game, role) over the batch.
+- `grpo`: trajectory reward, normalized within (same-seed group, role), broadcast to every turn.
+- `reinforce`: trajectory reward minus the batch mean of its (game, role), broadcast.
+- `flow_grpo`: the episode's final return, normalized within (group, role), broadcast.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from palaestra.train.rewards import Trajectory
+
+EPS = 1e-6
+"""Pools whose standard deviation is at most this are degenerate: their advantages are 0."""
+
+Estimator = Callable[..., list[list[float]]]
+ESTIMATORS: dict[str, Estimator] = {}
+
+
+def register_estimator(name: str) -> Callable[[Estimator], Estimator]:
+    """Decorator: make `estimator` available as `get_estimator(name)`."""
+
+    def decorate(estimator: Estimator) -> Estimator:
+        if name in ESTIMATORS and ESTIMATORS[name] is not estimator:
+            raise ValueError(f"advantage estimator {name!r} is already registered; pick another name")
+        ESTIMATORS[name] = estimator
+        return estimator
+
+    return decorate
+
+
+def get_estimator(name: str) -> Estimator:
+    """The estimator registered as `name`; ValueError listing the known ones otherwise."""
+    try:
+        return ESTIMATORS[name]
+    except KeyError:
+        known = ", ".join(sorted(ESTIMATORS))
+        raise ValueError(f"unknown advantage estimator {name!r}; choose one of: {known}") from None
+
+
+def compute_advantages(
+    trajectories: Sequence[Trajectory], estimator: str = "mars", **options: Any
+) -> list[list[float]]:
+    """Run a registered estimator by name, with its options checked first (one-line ValueError)."""
+    function = get_estimator(estimator)
+    accepted = {
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"advantage estimator {estimator!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are: {', '.join(sorted(accepted)) or 'none'}"
+        )
+    return function(trajectories, **options)
+
+
+# ----- shared pieces -----------------------------------------------------------------------------
+def _rewards(trajectory: Trajectory, index: int) -> np.ndarray:
+    rewards = np.asarray(trajectory.turn_rewards, dtype=np.float64)
+    if not np.all(np.isfinite(rewards)):
+        raise ValueError(
+            f"trajectory {index} (episode {trajectory.episode_id!r}, {trajectory.role}) has a "
+            f"non-finite turn reward: {list(trajectory.turn_rewards)}"
+        )
+    return rewards
+
+
+def returns_to_go(rewards: np.ndarray) -> np.ndarray:
+    """R_k = Σ_{k' ≥ k} r_{k'} (γ = 1)."""
+    return np.cumsum(rewards[::-1])[::-1].copy()
+
+
+def _pool_stats(
+    values: Sequence[np.ndarray], keys: Sequence[Hashable]
+) -> dict[Hashable, tuple[float, float]]:
+    """Mean and population std of every value, pooled by key."""
+    pools: dict[Hashable, list[np.ndarray]] = defaultdict(list)
+    for value, key in zip(values, keys, strict=True):
+        if value.size:
+            pools[key].append(value)
+    stats = {}
+    for key, parts in pools.items():
+        pooled = np.concatenate(parts)
+        stats[key] = (float(pooled.mean()), float(pooled.std()))
+    return stats
+
+
+def _normalize(
+    values: Sequence[np.ndarray], keys: Sequence[Hashable], *, eps: float, divide_by_std: bool = True
+) -> list[np.ndarray]:
+    """(v − mean_key) / std_key, pooled over every entry with the same key; 0 where std ≤ eps.
+
+    With `divide_by_std=False` only the mean is subtracted (single-member pools still give 0)."""
+    stats = _pool_stats(values, keys)
+    normalized = []
+    for value, key in zip(values, keys, strict=True):
+        if not value.size:
+            normalized.append(value)
+            continue
+        mean, std = stats[key]
+        if not divide_by_std:
+            normalized.append(value - mean)
+        elif std <= eps:
+            normalized.append(np.zeros_like(value))
+        else:
+            normalized.append((value - mean) / std)
+    return normalized
+
+
+def _total(trajectory: Trajectory, index: int) -> np.ndarray:
+    """The trajectory's summed reward as a one-entry array (empty for a trajectory without turns)."""
+    rewards = _rewards(trajectory, index)
+    return np.array([rewards.sum()]) if rewards.size else rewards
+
+
+def _broadcast(per_trajectory: Sequence[np.ndarray], trajectories: Sequence[Trajectory]) -> list[list[float]]:
+    """Each trajectory's single value (a one-entry array) copied onto every one of its turns."""
+    return [
+        [float(value[0])] * t.num_turns if value.size else []
+        for value, t in zip(per_trajectory, trajectories, strict=True)
+    ]
+
+
+def _check_eps(eps: float) -> None:
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+
+
+# ----- estimators --------------------------------------------------------------------------------
+@register_estimator("mars")
+def mars(
+    trajectories: Sequence[Trajectory], *, center_per_player: bool = False, eps: float = EPS
+) -> list[list[float]]:
+    """MARS: turn-level advantage with agent-specific normalization.
+
+        R_k = Σ_{k' ≥ k} r_{k'}                               (γ = 1)
+        A_k = (R_k − mean_{g,ρ} R) / std_{g,ρ} R
+
+    where mean and std run over every turn k of every trajectory of the same game g and role
+    (seat) ρ in the batch; A_k = 0 when std_{g,ρ} ≤ eps. Every token of turn k gets A_k.
+
+    `center_per_player=True` first centers the turn rewards the same way, then sums and
+    normalizes as above:
+
+        r'_k = r_k − mean_{g,ρ} r        (mean over every turn reward of (g, ρ) in the batch)
+        R'_k = Σ_{k' ≥ k} r'_{k'}  ,   A_k = (R'_k − mean_{g,ρ} R') / std_{g,ρ} R'
+
+    Since R'_k = R_k − (K − k)·mean_{g,ρ} r for a trajectory of K turns (k counted from 0),
+    a turn no longer gains return just from the turns left after it: without it, the +0.05
+    valid-action bonus alone makes early turns of long games look better.
+
+    This follows the released MARS code (thu-nics/MARS, on ROLL) as we read it: its config
+    normalizes turn rewards per game (`grouping: tags`) and per seat
+    (`separate_norm_for_selfplay`) with `method: mean`, computes returns with γ = 1
+    (`adv_estimator: reinforce`), and whitens the advantages after (`whiten_advantages`). Two
+    differences, on purpose: that code whitens the advantages over every response token of the
+    whole batch (token-weighted, all roles together), we whiten per (game, role) over turns, so
+    the agent-specific normalization still holds; and it also whitens the token-level rewards
+    over all response tokens before the sum (`whiten_rewards`, mostly zeros, so the result
+    depends on turn lengths), which we leave out.
+
+    For trajectories of one turn each, both variants equal the per-(game, role) z-score of the
+    turn rewards.
+    """
+    _check_eps(eps)
+    rewards = [_rewards(t, i) for i, t in enumerate(trajectories)]
+    keys = [(t.game, t.role) for t in trajectories]
+    if center_per_player:
+        rewards = _normalize(rewards, keys, eps=eps, divide_by_std=False)
+    returns = [returns_to_go(r) for r in rewards]
+    return [a.tolist() for a in _normalize(returns, keys, eps=eps)]
+
+
+@register_estimator("grpo")
+def grpo(trajectories: Sequence[Trajectory], *, eps: float = EPS) -> list[list[float]]:
+    """GRPO: the trajectory reward, normalized within its group of same-seed rollouts and role.
+
+        R_i = Σ_k r_{i,k}
+        A_{i,k} = (R_i − mean_{j ∈ G(i)} R_j) / std_{j ∈ G(i)} R_j      for every turn k
+
+    where G(i) holds the trajectories with the same `group` (env id, seed) and the same role as
+    i; A = 0 when the group's std ≤ eps (e.g. a group of one, as in MARS's group_size 1).
+    Adding a constant to every reward of a group leaves its advantages unchanged.
+    """
+    _check_eps(eps)
+    totals = [_total(t, i) for i, t in enumerate(trajectories)]
+    keys = [(t.group, t.role) for t in trajectories]
+    normalized = _normalize(totals, keys, eps=eps)
+    return _broadcast(normalized, trajectories)
+
+
+@register_estimator("reinforce")
+def reinforce(trajectories: Sequence[Trajectory]) -> list[list[float]]:
+    """REINFORCE with a batch baseline: the trajectory reward minus its (game, role) batch mean.
+
+        R_i = Σ_k r_{i,k}
+        A_{i,k} = R_i − mean_{j : (g_j, ρ_j) = (g_i, ρ_i)} R_j          for every turn k
+
+    No division by the std. A (game, role) with one trajectory in the batch gets 0.
+    """
+    totals = [_total(t, i) for i, t in enumerate(trajectories)]
+    keys = [(t.game, t.role) for t in trajectories]
+    centered = _normalize(totals, keys, eps=0.0, divide_by_std=False)
+    return _broadcast(centered, trajectories)
+
+
+@register_estimator("flow_grpo")
+def flow_grpo(trajectories: Sequence[Trajectory], *, eps: float = EPS) -> list[list[float]]:
+    """Flow-GRPO (AgentFlow): the episode's final outcome broadcast to every turn, group-normalized.
+
+        O_i = final_return_i            (the env's return for i's player; no per-turn shaping)
+        A_{i,k} = (O_i − mean_{j ∈ G(i)} O_j) / std_{j ∈ G(i)} O_j      for every turn k
+
+    with G(i) the same-seed group and role of i, as in `grpo`; A = 0 when std ≤ eps. It differs
+    from `grpo` in ignoring the shaping terms (valid-action and draw bonuses).
+    """
+    _check_eps(eps)
+    outcomes = []
+    for i, t in enumerate(trajectories):
+        if t.final_return is None or not math.isfinite(t.final_return):
+            raise ValueError(
+                f"flow_grpo needs each trajectory's final_return (trajectory {i} has "
+                f"{t.final_return!r}); build trajectories with trajectories_from_episodes"
+            )
+        outcomes.append(np.array([t.final_return] if t.num_turns else [], dtype=np.float64))
+    keys = [(t.group, t.role) for t in trajectories]
+    normalized = _normalize(outcomes, keys, eps=eps)
+    return _broadcast(normalized, trajectories)
