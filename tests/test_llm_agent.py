@@ -160,8 +160,10 @@ def test_later_turns_send_only_the_new_messages() -> None:
 def test_length_capped_turns_force_the_end_id_into_the_next_prompt() -> None:
     # Bare actions padded past the cap: the model is cut off before its end-of-turn id.
     model = MockModel(scripted_by_seat({"player_0": [m + "    " for m in X_DRAW], "player_1": O_DRAW}))
-    capped = LLMAgent(model, template="compact", max_new_tokens=3)
-    episode = run(play({"player_0": capped, "player_1": LLMAgent(model, template="compact")}))
+    capped = LLMAgent(model, template="compact", max_new_tokens=3, memory="session")
+    episode = run(
+        play({"player_0": capped, "player_1": LLMAgent(model, template="compact", memory="session")})
+    )
     assert episode.status == "ok", episode.cause
     turns = episode.player_turns("player_0")
     assert [turn.action for turn in turns] == X_DRAW

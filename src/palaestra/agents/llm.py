@@ -195,6 +195,12 @@ class LLMAgent:
         seed: mixed into every decision's sampling seed; each decision is already seeded from the
             episode seed, so reruns repeat either way.
         stop: strings that end a generation.
+        memory: `session` (one model conversation per episode and seat: each turn extends the
+            context) or `turn` (a fresh context every turn: the prompt template must then show all
+            the player needs, as the compact one does for games whose state text is complete).
+            `auto` is `turn` for the compact template and `session` otherwise.
+        session_prefix: put before every session name; runs that share one model concurrently
+            (and so reuse episode ids) give each a different prefix.
     """
 
     def __init__(
@@ -207,6 +213,8 @@ class LLMAgent:
         max_new_tokens: int | None = None,
         seed: int | None = None,
         stop: Sequence[str] = (),
+        memory: str = "auto",
+        session_prefix: str = "",
     ) -> None:
         if temperature < 0:
             raise AgentError(f"temperature must be >= 0, got {temperature}")
@@ -232,6 +240,13 @@ class LLMAgent:
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self.stop = tuple(stop)
+        if memory == "auto":
+            memory = "turn" if self.template.name == "compact" else "session"
+        if memory not in ("session", "turn"):
+            raise AgentError(f"memory must be auto, session or turn, got {memory!r}")
+        self.memory = memory
+        self.session_prefix = session_prefix
+        self.session_calls: dict[str, int] = {}
         self.sessions: list[str] = []
         """Model sessions this agent opened (one per episode and seat it played)."""
 
@@ -255,13 +270,24 @@ class LLMAgent:
         )
 
     async def act(self, view: AgentView) -> Decision:
-        session = f"{view.episode_id}/{view.player}"
+        if self.memory == "turn":
+            # A fresh context each turn: the previous turn's session is over.
+            for finished in self.sessions:
+                await self.model.end_session(finished)
+            self.sessions = []
+            session = f"{self.session_prefix}{view.episode_id}/{view.player}/{view.turn}"
+        else:
+            session = f"{self.session_prefix}{view.episode_id}/{view.player}"
         if session not in self.sessions:
             self.sessions.append(session)
         request = GenerationRequest(
             session=session, messages=self.template.render(view), sampling=self.sampling_for(view)
         )
         generation = await self.model.generate(request)
+        calls = self.session_calls.get(session, 0)
+        self.session_calls[session] = calls + 1
+        if generation.session_turn is None:
+            generation = generation.model_copy(update={"session_turn": calls})
         action = self.template.parse(generation.text)
         return Decision(
             action=generation.text if action is None else action,
@@ -284,6 +310,7 @@ _OPTION_TYPES: dict[str, type] = {
     "max_new_tokens": int,
     "seed": int,
     "template": str,
+    "memory": str,
 }
 _KIND_NAMES: dict[type, str] = {int: "an integer", float: "a number", str: "text"}
 

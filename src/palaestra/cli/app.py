@@ -66,7 +66,14 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
             fail(f"--option expects key=value, got {pair!r}")
         lowered = value.lower()
         parsed: Any = value
-        if lowered in ("true", "false"):
+        if value[:1] in ("{", "["):
+            import json
+
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                fail(f"--option/--set value for {key!r} is not valid JSON: {value}")
+        elif lowered in ("true", "false"):
             parsed = lowered == "true"
         else:
             for kind in (int, float):
@@ -255,6 +262,111 @@ def play(
     you = players[seat]
     console.print(
         f"[bold]Game over.[/] Your return: {episode.returns.get(you, 0.0):+g} (seed {episode_seed})"
+    )
+
+
+def _eval_table(title: str, stages: dict[str, list[Any]]) -> Table:
+    """Rows per (env, opponent, seat), columns per stage: win/draw/loss % and illegal %."""
+    table = Table(title=title)
+    table.add_column("env")
+    table.add_column("opponent")
+    table.add_column("policy moves")
+    names = list(stages)
+    for name in names:
+        table.add_column(f"{name}\nwin/draw/loss %", justify="right")
+        table.add_column(f"{name}\nillegal %", justify="right")
+    keys = []
+    for cells in stages.values():
+        for cell in cells:
+            key = (cell.env_id, cell.opponent, cell.seat)
+            if key not in keys:
+                keys.append(key)
+    for env_id, opponent, seat in keys:
+        row = [env_id, opponent, "first" if seat == 0 else "second" if seat == 1 else f"seat {seat}"]
+        for name in names:
+            cell = next(
+                (c for c in stages[name] if (c.env_id, c.opponent, c.seat) == (env_id, opponent, seat)), None
+            )
+            if cell is None or not cell.episodes:
+                row += ["-", "-"]
+                continue
+            n = cell.episodes
+            row.append(f"{100 * cell.wins / n:.1f}/{100 * cell.draws / n:.1f}/{100 * cell.losses / n:.1f}")
+            row.append(f"{100 * cell.illegal_rate:.1f}")
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def train(
+    config_path: Annotated[
+        Path | None, typer.Argument(metavar="CONFIG", help="TOML config (default: the tic-tac-toe main job)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue the run in train.out from its last checkpoint")
+    ] = False,
+    set_values: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config value: section.key=value")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Train a policy with multi-turn RL (self-play, MARS turn-level advantages)."""
+    from palaestra.train.config import ConfigError, default_config_path, load_config
+
+    source = config_path or default_config_path()
+    overrides = parse_options(set_values or [])
+    try:
+        config = load_config(source, overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+    from palaestra.train.plots import plot_learning_curve
+    from palaestra.train.trainer import Trainer
+
+    console.print(f"training with {source} into {config.train.out}")
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, disable=not progress) as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_event(kind: str, payload: dict[str, Any]) -> None:
+            if kind == "phase" and payload["phase"] in ("sft", "rl"):
+                total = payload["steps"]
+                tasks[payload["phase"]] = bar.add_task(payload["phase"].upper(), total=total, info="")
+                if payload["phase"] == "rl" and payload.get("from"):
+                    bar.update(tasks["rl"], completed=payload["from"])
+            elif kind == "phase" and payload["phase"] == "resume":
+                console.print(f"resuming at step {payload['step']} from {payload['checkpoint']}")
+            elif kind == "sft" and "sft" in tasks:
+                bar.update(tasks["sft"], completed=payload["sft_step"], info=f"loss {payload['loss']:.3f}")
+            elif kind == "step" and "rl" in tasks:
+                league = payload.get("league_win_rate")
+                info = f"illegal {100 * payload['illegal_rate']:.1f}%"
+                if league is not None:
+                    info += f", vs league win {100 * league:.0f}%"
+                bar.update(tasks["rl"], completed=payload["step"], info=info)
+            elif kind == "eval":
+                for cell in payload["cells"]:
+                    if cell.opponent == "random":
+                        seat = "first" if cell.seat == 0 else "second"
+                        bar.console.print(
+                            f"  eval {payload['stage']}: {cell.env_id} vs random as {seat}: "
+                            f"win {100 * cell.win_rate:.1f}%, illegal {100 * cell.illegal_rate:.1f}%"
+                        )
+
+        trainer = Trainer(config, resume=resume, on_event=on_event)
+        result = guarded(trainer.run)  # TrainError and ConfigError are ValueErrors: one line, exit 2
+    plot = plot_learning_curve(result.out_dir)
+    stages = {name: cells for name, cells in result.evaluations.items() if cells}
+    console.print(_eval_table(f"before (after the cold start) and after RL: {result.out_dir}", stages))
+    stopped = " (stopped by the time budget)" if result.stopped_early else ""
+    console.print(
+        f"{result.steps_done} RL steps in {result.wall_s:.0f}s{stopped}; model: {result.final_model}; "
+        f"curve: {plot}; metrics: {result.out_dir / 'metrics.jsonl'}"
     )
 
 

@@ -32,6 +32,9 @@ class Generation(BaseModel):
         loss_mask: 1 for ids that were sampled by the model (trainable), 0 for ids that were
             forced (e.g. a template's end-of-turn marker the model did not sample); same length
             as `token_ids`. Prompt ids always have mask 0 and are not listed.
+        session_turn: how many earlier calls the same model session had (0: the context starts
+            with this call's `prompt_ids`; k > 0: it continues the previous call's context). Lets a
+            trainer rebuild each model context token-exactly: a new row starts at every 0.
         finish_reason: `stop` | `length` | `error`.
         model: the engine and model that produced it.
         timings: seconds by phase (`queue`, `prefill`, `decode`, `total`).
@@ -44,6 +47,7 @@ class Generation(BaseModel):
     token_ids: list[int] = Field(default_factory=list)
     logprobs: list[float] | None = None
     loss_mask: list[int] | None = None
+    session_turn: int | None = None
     finish_reason: str = "stop"
     model: str = ""
     timings: dict[str, float] = Field(default_factory=dict)

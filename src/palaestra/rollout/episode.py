@@ -75,8 +75,14 @@ async def play_episode(
     turn_timeout: float | None = None,
     episode_timeout: float | None = None,
     max_steps: int = 100_000,
+    agent_seed: int | None = None,
 ) -> Episode:
-    """Play one episode of `env` with one agent per player; never raises for agent or env faults."""
+    """Play one episode of `env` with one agent per player; never raises for agent or env faults.
+
+    `agent_seed` seeds the agents' decisions (default: the env seed); episodes that share an env
+    seed (GRPO groups) pass different agent seeds so their agents do not repeat each other.
+    """
+    decisions_seed = seed if agent_seed is None else agent_seed
     started_at = time.time()
     started = time.perf_counter()
     turns: list[Turn] = []
@@ -117,7 +123,7 @@ async def play_episode(
                     turn=turn_counts[player],
                     step=index,
                     episode_id=episode_id,
-                    seed=decision_seed(seed, index, seats[player]),
+                    seed=decision_seed(decisions_seed, index, seats[player]),
                     time=None,
                     env=env,
                 )

@@ -44,7 +44,9 @@ class RunConfig(BaseModel):
         env_options: options passed to `make`.
         agents: one agent spec per seat, in seat order.
         episodes: how many episodes; ids are `000000`, `000001`, ...
-        seed: episode i is reset with seed `seed + i`.
+        seed: episode i is reset with seed `seed + i // group_size`.
+        group_size: episodes sharing one env seed (GRPO-style groups); agents still get a
+            different sampling seed in every episode.
         alternate_seats: when true, odd episodes reverse the seat order of the agents (for
             two-seat games: everyone plays first and second mover equally often).
         concurrency: episodes in flight at once.
@@ -57,6 +59,7 @@ class RunConfig(BaseModel):
     agents: list[str]
     episodes: int = Field(ge=1)
     seed: int = 0
+    group_size: int = Field(default=1, ge=1)
     alternate_seats: bool = False
     concurrency: int = Field(default=32, ge=1)
     turn_timeout_s: float | None = Field(default=60.0, gt=0)
@@ -64,7 +67,12 @@ class RunConfig(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """The fields that make two runs the same run (the rest may change on a rerun)."""
-        return self.model_dump(include={"env_id", "env_options", "agents", "seed", "alternate_seats"})
+        return self.model_dump(
+            include={"env_id", "env_options", "agents", "seed", "group_size", "alternate_seats"}
+        )
+
+    def env_seed(self, index: int) -> int:
+        return self.seed + index // self.group_size
 
     def seating(self, index: int) -> list[str]:
         if self.alternate_seats and index % 2 == 1:
@@ -245,7 +253,7 @@ def resolve_agents(specs: Sequence[str]) -> dict[str, AgentFactory]:
 
 async def run_episodes(
     config: RunConfig,
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     *,
     factories: dict[str, AgentFactory] | None = None,
     on_episode: Callable[[Episode], None] | None = None,
@@ -253,11 +261,13 @@ async def run_episodes(
 ) -> RunSummary:
     """Run (or resume) `config` into `out_dir` and return the summary of the whole run.
 
+    With `out_dir=None` nothing is written (no resume either): episodes only reach `on_episode`,
+    which is how the trainer gathers its rollouts.
+
     `factories` maps agent specs to factories (defaults to the agent registry), so tests and
     libraries can pass agents that have no spec string. `on_progress(done, total)` is called
     after each episode.
     """
-    out = Path(out_dir)
     env_spec = spec(config.env_id)  # unknown env: EnvError before anything is written
     if len(config.agents) != env_spec.num_players and "num_players" not in config.env_options:
         raise RunError(
@@ -272,19 +282,23 @@ async def run_episodes(
     if len(players) != len(config.agents):
         raise RunError(f"{config.env_id} has {len(players)} seats but {len(config.agents)} agents were given")
 
-    out.mkdir(parents=True, exist_ok=True)
-    _load_or_write_config(out, config)
-    path = out / EPISODES_FILE
-    summary = RunSummary(out_dir=out)
-    if path.exists():
-        _repair_tail(path)
-    done = scan_episodes(path, summary)
+    fd: int | None = None
+    summary = RunSummary(out_dir=Path(out_dir) if out_dir is not None else Path())
+    done: set[str] = set()
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _load_or_write_config(out, config)
+        path = out / EPISODES_FILE
+        if path.exists():
+            _repair_tail(path)
+        done = scan_episodes(path, summary)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     todo = [i for i in range(config.episodes) if episode_id(i) not in done]
     summary.skipped = config.episodes - len(todo)
     if on_progress is not None:
         on_progress(summary.skipped, config.episodes)
 
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     queue = iter(todo)
     finished = summary.skipped
 
@@ -299,7 +313,8 @@ async def run_episodes(
                     env,
                     agents,
                     episode_id=episode_id(index),
-                    seed=config.seed + index,
+                    seed=config.env_seed(index),
+                    agent_seed=config.seed + index,
                     env_id=config.env_id,
                     env_options=config.env_options,
                     agent_specs=dict(zip(players, seating, strict=True)),
@@ -309,8 +324,9 @@ async def run_episodes(
                 await _close_agents(agents.values())
             finally:
                 env.close()
-            line = episode.to_json()
-            os.write(fd, (line + "\n").encode())  # one write per line: a kill never splits one
+            if fd is not None:
+                # One write per line: a kill never leaves half of one.
+                os.write(fd, (episode.to_json() + "\n").encode())
             summary.add_result(episode.status, episode.cause, episode.returns, episode.agents)
             if on_episode is not None:
                 on_episode(episode)
@@ -327,7 +343,8 @@ async def run_episodes(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     return summary
 
 

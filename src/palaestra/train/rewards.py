@@ -130,6 +130,9 @@ class Trajectory:
         prompt_ids, token_ids, loss_mask: per turn, from `Turn.generation` (a missing loss mask
             means every sampled id is trainable).
         logprobs: per turn, the sampling log-probs of `token_ids` (None for a turn without them).
+        context_starts: per turn, whether the model's context began afresh at that turn
+            (`Generation.session_turn == 0`), e.g. agents that see only the latest state. Empty
+            means one context for the whole trajectory.
     """
 
     game: str
@@ -142,6 +145,7 @@ class Trajectory:
     token_ids: list[list[int]] = field(default_factory=list)
     logprobs: list[list[float] | None] = field(default_factory=list)
     loss_mask: list[list[int]] = field(default_factory=list)
+    context_starts: list[bool] = field(default_factory=list)
 
     @property
     def outcome(self) -> float:
@@ -156,15 +160,28 @@ class Trajectory:
     def num_trainable_tokens(self) -> int:
         return sum(sum(mask) for mask in self.loss_mask)
 
-    def token_row(self) -> TokenRow:
-        """The turns concatenated into one training row (`TokenRow`)."""
+    def token_rows(self) -> list[TokenRow]:
+        """One row per model context: the turns of each context laid end to end.
+
+        A trajectory whose agent kept one conversation gives one row; one whose agent started a
+        fresh context every turn gives one row per turn. `turn_index` still counts the
+        trajectory's turns, so per-turn advantages spread the same way.
+        """
+        starts = [
+            k for k in range(self.num_turns) if k == 0 or (self.context_starts and self.context_starts[k])
+        ]
+        bounds = [*starts, self.num_turns]
+        return [self.token_row(bounds[i], bounds[i + 1]) for i in range(len(starts))]
+
+    def token_row(self, first: int = 0, stop: int | None = None) -> TokenRow:
+        """Turns `first` to `stop` (default: all) concatenated into one training row (`TokenRow`)."""
         input_ids: list[int] = []
         loss_mask: list[int] = []
         turn_index: list[int] = []
         logprobs: list[float] | None = []
-        for k, (prompt, tokens, mask) in enumerate(
-            zip(self.prompt_ids, self.token_ids, self.loss_mask, strict=True)
-        ):
+        last = len(self.prompt_ids) if stop is None else stop
+        for k in range(first, last):
+            prompt, tokens, mask = self.prompt_ids[k], self.token_ids[k], self.loss_mask[k]
             input_ids += prompt
             input_ids += tokens
             loss_mask += [0] * len(prompt)
@@ -267,10 +284,12 @@ def trajectories_from_episodes(
                 batch.skipped_players += 1
                 continue
             prompt_ids, token_ids, logprobs, loss_mask = [], [], [], []
+            context_starts: list[bool] = []
             for k, turn in enumerate(turns):
                 assert turn.generation is not None
                 where = f"episode {episode.id}, {player}, turn {k}"
                 tokens, turn_logprobs, mask = _turn_tokens(turn.generation, where)
+                context_starts.append(k == 0 or turn.generation.session_turn == 0)
                 prompt_ids.append(list(turn.generation.prompt_ids))
                 token_ids.append(tokens)
                 logprobs.append(turn_logprobs)
@@ -287,6 +306,7 @@ def trajectories_from_episodes(
                     token_ids=token_ids,
                     logprobs=logprobs,
                     loss_mask=loss_mask,
+                    context_starts=context_starts,
                 )
             )
     return batch

@@ -1,0 +1,1098 @@
+"""The local engine `hf:PATH`: many sessions of a Hugging Face causal LM, batched, with KV reuse.
+
+`LocalEngine(path)` implements `Model` for any full-attention causal LM folder that
+`AutoModelForCausalLM` / `AutoTokenizer` load (the embedded tiny model included), on CPU or CUDA.
+
+How a call flows:
+
+- `await engine.generate(request)` renders only the request's new messages through the tokenizer's
+  chat template (`ChatRenderer`) and queues a job. The session's context is always its previous
+  ids + the sampled ids + the rendered delta: model tokens are never decoded and encoded again.
+- One worker thread owns the model and does continuous batching: waiting jobs (admitted once
+  arrivals pause for `batch_wait_s`, oldest *session* first, as Continuum's program-level FCFS)
+  are prefilled together in one forward pass, and the batch then decodes one token per session
+  per forward pass. A finished session leaves its batch at once; newly prefilled batches decode
+  beside the running ones (the smallest are merged when there are too many). Answers go back to
+  each caller's event loop in one wake-up per step, so any number of loops may share the engine.
+- Each session's KV cache is kept between its turns, so a turn feeds only the new tokens (the
+  last sampled token, forced end-of-turn ids, and the rendered delta), never the whole history.
+  Sessions whose cached lengths differ share a forward pass through a padded `DynamicCache`: the
+  past is left-padded, the new tokens right-padded, padding is masked out by the 2D attention
+  mask and every token gets its true position id, so each row computes exactly what it would
+  alone (up to float rounding).
+- Memory bound: at most `max_cached_tokens` cached tokens are kept across idle sessions; beyond
+  it the least recently used session's cache is dropped. A session idle longer than
+  `session_ttl_s` (e.g. waiting on a slow tool or a person) loses its cache first. Only the
+  cache is dropped: the token ids are always kept, and the next turn re-prefills from them, so
+  results do not change.
+
+Sampling: temperature 0 is greedy; otherwise softmax(logits / temperature), cut to the smallest
+set of tokens holding `top_p` of the mass, sampled by inverse CDF with one uniform draw per token
+from the request's own `random.Random(seed)` (so a request seed reproduces its tokens whatever
+else is in the batch). Requests without a seed draw theirs from the engine's seeded stream.
+
+Log-probs: `Generation.logprobs[i]` is `log_softmax(logits)[token_ids[i]]` of the model's raw
+logits at temperature 1, before temperature and top-p: log pi_theta(token | context), exactly what
+a trainer recomputes with a plain forward pass over the same ids.
+
+End of turn: the template's end-of-turn text (what it writes after an assistant message's
+content, e.g. `<|im_end|>\\n`) is found once by rendering a probe conversation. Its first special
+token, the tokenizer's EOS and the generation config's EOS ids stop a generation and are kept in
+`token_ids` (loss mask 1). What the template writes after the sampled stop token, or the whole
+end-of-turn text when a generation stops by length or a stop string, is appended as *forced* ids:
+they open the next call's `prompt_ids` (loss mask 0), never `token_ids`.
+
+After changing the weights in place (a training step), call `drop_caches()`: kept caches were
+computed by the old weights.
+
+Limits: models with sliding-window or linear-attention layers are refused (padding would shift
+their windows); prompts are prefilled in one piece (no chunked prefill).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from palaestra.core.messages import Message
+from palaestra.core.records import Generation
+from palaestra.models.base import GenerationRequest, ModelError, SamplingParams
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import DynamicCache
+
+__all__ = ["ChatRenderer", "EngineStats", "LocalEngine", "message_to_template"]
+
+_REPLY_PROBE = "@@palaestra-reply-probe@@"
+_KV_BUDGET_BYTES = 2 * 1024**3
+"""Default KV memory for idle sessions when `max_cached_tokens` is not given."""
+_SWEEP_INTERVAL_S = 0.25
+_TRIM_MIN_COLUMNS = 64
+_MAX_RUNNING_BATCHES = 4
+"""Prefilled groups decode as separate batches (merging copies every cache) until there are more
+than this many; then the two smallest are merged, bounding the forward passes per step."""
+_MAX_WAITS = 10
+"""A waiting request is admitted at the latest this many `batch_wait_s` windows after it came."""
+
+
+def message_to_template(message: Message) -> dict[str, Any]:
+    """A message as chat templates expect it (OpenAI-style dict)."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.name is not None:
+        out["name"] = message.name
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.name,
+                    "arguments": call.raw_arguments if call.raw_arguments is not None else call.arguments,
+                },
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+class ChatRenderer:
+    """Renders message deltas through a tokenizer's chat template, for any HF template.
+
+    `first(messages)` is the whole rendered prompt of a new conversation (generation prompt
+    included). `after_reply(messages)` is what the template writes after an assistant reply's
+    end-of-turn text: the new messages and the generation prompt. It is found by rendering a
+    probe conversation ending in an assistant reply followed by the new messages and cutting
+    after the reply's end-of-turn text, so templates that inject headers or default system
+    prompts are handled. Each piece is tokenized on its own; with templates whose turns start
+    with a special token (ChatML, Llama 3, the tiny model) that equals tokenizing the whole
+    conversation.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "the tokenizer has no chat template; add one (chat_template.jinja or "
+                "tokenizer_config.json) to the model folder"
+            )
+        self.tokenizer = tokenizer
+        self._probe = [
+            {"role": "user", "content": "ping"},
+            {"role": "assistant", "content": _REPLY_PROBE},
+        ]
+        probe_text = self.render_text(self._probe, add_generation_prompt=False)
+        cut = probe_text.find(_REPLY_PROBE)
+        if cut < 0:
+            raise ValueError(
+                "the chat template drops assistant message content; it cannot hold a conversation"
+            )
+        self.turn_end_text: str = probe_text[cut + len(_REPLY_PROBE) :]
+        """What the template writes after an assistant reply's content (e.g. `<|im_end|>\\n`)."""
+        self.turn_end_ids: list[int] = self.encode(self.turn_end_text)
+
+    def render_text(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool) -> str:
+        try:
+            text = self.tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        except Exception as exc:  # jinja raises anything; report it in one line
+            raise ModelError(f"the chat template refused the messages: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(text, str):
+            raise ModelError(f"the chat template returned {type(text).__name__}, not text")
+        return text
+
+    def encode(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def first(self, messages: Sequence[Message]) -> list[int]:
+        """The ids of a new conversation's prompt, generation prompt included."""
+        return self.encode(
+            self.render_text([message_to_template(m) for m in messages], add_generation_prompt=True)
+        )
+
+    def after_reply(self, messages: Sequence[Message]) -> list[int]:
+        """The ids that follow an assistant reply's end-of-turn: new messages + generation prompt."""
+        text = self.render_text(
+            [*self._probe, *(message_to_template(m) for m in messages)], add_generation_prompt=True
+        )
+        rest = text[text.find(_REPLY_PROBE) + len(_REPLY_PROBE) :]
+        if not rest.startswith(self.turn_end_text):
+            raise ModelError(
+                "the chat template ends an assistant turn differently when more messages follow; "
+                "its turns cannot be rendered one delta at a time"
+            )
+        return self.encode(rest[len(self.turn_end_text) :])
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """Counters of a `LocalEngine` since it started.
+
+    Fields:
+        waiting: calls queued for admission.
+        running: calls being generated.
+        sessions: sessions the engine knows (token ids kept).
+        cached_sessions: idle sessions holding a KV cache.
+        cached_tokens: tokens in those caches.
+        max_cached_tokens: the bound on `cached_tokens`.
+        generations: finished generate calls.
+        prefill_forwards, decode_forwards: forward passes of each kind.
+        prefilled_tokens: prompt tokens computed by prefill (new tokens, or a whole context
+            re-prefilled after its cache was dropped).
+        reused_tokens: prompt tokens whose keys and values came from a kept cache instead.
+        sampled_tokens: tokens sampled.
+        lru_evictions, ttl_evictions: caches dropped for memory and for idleness.
+    """
+
+    waiting: int
+    running: int
+    sessions: int
+    cached_sessions: int
+    cached_tokens: int
+    max_cached_tokens: int
+    generations: int
+    prefill_forwards: int
+    decode_forwards: int
+    prefilled_tokens: int
+    reused_tokens: int
+    sampled_tokens: int
+    lru_evictions: int
+    ttl_evictions: int
+
+
+@dataclass(eq=False)
+class _Session:
+    """One conversation: its exact ids, and the KV cache of all of them but the last."""
+
+    key: str | None
+    opened: float
+    ids: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    """Forced end-of-turn ids owed after the last reply; they open the next call's prompt ids."""
+    kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    """Per layer (keys, values), each [kv_heads, kv_len, head_dim], covering `ids[:kv_len]`."""
+    kv_len: int = 0
+    replies: int = 0
+    last_used: float = 0.0
+    busy: bool = False
+    ended: bool = False
+
+
+@dataclass(eq=False)
+class _Job:
+    """One generate call as the worker sees it."""
+
+    session: _Session
+    delta_ids: list[int]
+    sampling: SamplingParams
+    rng: random.Random
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Generation]
+    submitted: float
+    prompt_ids: list[int] = field(default_factory=list)
+    undo: tuple[int, list[int]] = (0, [])
+    past: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    past_len: int = 0
+    max_new: int = 0
+    sampled: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish: str | None = None
+    admitted: float = 0.0
+    prefill_s: float = 0.0
+    settled: bool = False
+    """Answered or abandoned: nothing more may touch its session."""
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Rows decoding together: a padded cache, its 2D attention mask, and one job per row."""
+
+    cache: DynamicCache
+    mask: torch.Tensor
+    jobs: list[_Job]
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use device='cpu'")
+    return device
+
+
+def _ids_of(value: Any) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, int):
+        return [value]
+    return [int(v) for v in value]
+
+
+class LocalEngine:
+    """A `Model` over a local Hugging Face causal LM folder, batching many sessions at once.
+
+    Args:
+        path: the model folder (config.json, weights, tokenizer with a chat template).
+        device: `auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ...
+        max_batch_size: most calls generating at once (all running batches together); more wait.
+        batch_wait_s: how long a waiting request may wait for others to be prefilled with it.
+        max_cached_tokens: bound on KV-cached tokens across idle sessions (LRU beyond it);
+            None sizes it to about 2 GiB of keys and values.
+        session_ttl_s: an idle session's cache is dropped after this many seconds.
+        seed: seeds the sampling of requests that carry no seed of their own.
+        dtype: `float32`, `bfloat16`, `float16`; None is float32 on CPU and the checkpoint's
+            own dtype on CUDA.
+        max_prefill_tokens: most (padded) new tokens in one prefill forward pass.
+        threads: torch's intra-op CPU threads, set process-wide when given. Small models run
+            fastest with 1, and on a CPU shared with other work more threads than free cores
+            can make each forward pass a hundred times slower; None leaves torch's setting.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        max_batch_size: int = 64,
+        batch_wait_s: float = 0.002,
+        max_cached_tokens: int | None = None,
+        session_ttl_s: float = 300.0,
+        seed: int = 0,
+        dtype: str | None = None,
+        max_prefill_tokens: int = 8192,
+        threads: int | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if batch_wait_s < 0:
+            raise ValueError(f"batch_wait_s must be >= 0, got {batch_wait_s}")
+        if max_cached_tokens is not None and max_cached_tokens < 0:
+            raise ValueError(f"max_cached_tokens must be >= 0, got {max_cached_tokens}")
+        if session_ttl_s <= 0:
+            raise ValueError(f"session_ttl_s must be positive, got {session_ttl_s}")
+        if max_prefill_tokens < 1:
+            raise ValueError(f"max_prefill_tokens must be at least 1, got {max_prefill_tokens}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        folder = Path(path).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ValueError(
+                f"{folder} is not a Hugging Face model folder (no config.json); "
+                "create one with `palaestra model init DIR`"
+            )
+
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.name = f"hf:{folder}"
+        self.path = folder
+        self.device = _resolve_device(device)
+        if dtype is None:
+            torch_dtype: Any = torch.float32 if self.device == "cpu" else "auto"
+        else:
+            torch_dtype = getattr(torch, dtype, None)
+            if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
+                raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+        with _quiet_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                folder, local_files_only=True, dtype=torch_dtype
+            )
+        self.model: Any = model.to(self.device).eval()
+        """The `transformers` model (public so trainers and tests can share its weights)."""
+        self.renderer = ChatRenderer(self.tokenizer)
+        marker = getattr(self.model.config, "palaestra", None)
+        self.prompt_template: str = (
+            marker["prompt_template"] if isinstance(marker, dict) and "prompt_template" in marker else "mars"
+        )
+        """The agent prompt template the checkpoint says it is meant for (`compact` for the tiny model)."""
+
+        probe = DynamicCache(config=self.model.config)
+        unsupported = sorted(
+            {type(layer).__name__ for layer in probe.layers if type(layer) is not DynamicLayer}
+        )
+        if unsupported:
+            raise ValueError(
+                f"{folder}: LocalEngine batches full-attention models only; "
+                f"this one has {', '.join(unsupported)}"
+            )
+        parameters = inspect.signature(self.model.forward).parameters
+        if "cache" in parameters:
+            self._cache_argument = "cache"
+        elif "past_key_values" in parameters:
+            self._cache_argument = "past_key_values"
+        else:
+            raise ValueError(f"{folder}: the model's forward takes no KV cache; LocalEngine needs one")
+
+        text_config = self.model.config.get_text_config(decoder=True)
+        self.max_positions: int | None = getattr(text_config, "max_position_embeddings", None)
+        self.vocab_size: int = int(self.model.get_output_embeddings().weight.shape[0])
+        self.stop_token_ids: frozenset[int] = self._stop_ids()
+        pad = self.tokenizer.pad_token_id
+        self._pad_id = int(pad if pad is not None else next(iter(self.stop_token_ids), 0))
+
+        heads = getattr(text_config, "num_key_value_heads", None) or text_config.num_attention_heads
+        head_dim = (
+            getattr(text_config, "head_dim", None)
+            or text_config.hidden_size // text_config.num_attention_heads
+        )
+        element = torch.empty((), dtype=self.model.dtype).element_size()
+        self.kv_bytes_per_token = 2 * text_config.num_hidden_layers * heads * head_dim * element
+        if max_cached_tokens is None:
+            max_cached_tokens = max(4096, _KV_BUDGET_BYTES // self.kv_bytes_per_token)
+        self.max_cached_tokens = max_cached_tokens
+        self.max_batch_size = max_batch_size
+        self.batch_wait_s = batch_wait_s
+        self.session_ttl_s = session_ttl_s
+        self.max_prefill_tokens = max_prefill_tokens
+        self._seed_stream = random.Random(seed)
+
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._sessions: dict[str, _Session] = {}
+        self._cached: OrderedDict[str, _Session] = OrderedDict()
+        """Idle sessions holding a KV cache, least recently used first."""
+        self._cached_tokens = 0
+        self._waiting: list[_Job] = []
+        self._outbox: list[tuple[_Job, Generation | ModelError]] = []
+        """Answers the worker has made but not yet handed to the callers' event loops."""
+        self._batches: list[_Batch] = []
+        """Running batches, each decoded one token per step (see `_MAX_RUNNING_BATCHES`)."""
+        self._closing = False
+        self._counts: dict[str, int] = dict.fromkeys(
+            (
+                "generations",
+                "prefill_forwards",
+                "decode_forwards",
+                "prefilled_tokens",
+                "reused_tokens",
+                "sampled_tokens",
+                "lru_evictions",
+                "ttl_evictions",
+            ),
+            0,
+        )
+        self._last_sweep = time.monotonic()
+        self._sweep_interval = min(_SWEEP_INTERVAL_S, session_ttl_s / 2)
+        self._worker = threading.Thread(
+            target=self._work, name=f"palaestra-engine:{folder.name}", daemon=True
+        )
+        self._worker.start()
+
+    # ----- public API ---------------------------------------------------------------------
+    async def generate(self, request: GenerationRequest) -> Generation:
+        """Extend the request's session with its new messages and sample a reply."""
+        job = self._make_job(request, asyncio.get_running_loop())
+        return await job.future
+
+    async def end_session(self, session: str) -> None:
+        """Forget a session (ids and cache); a reply still in flight is delivered, then dropped."""
+        with self._lock:
+            state = self._sessions.pop(session, None)
+            if state is not None:
+                state.ended = True
+                self._uncache(state)
+
+    async def close(self) -> None:
+        """Stop the worker; waiting and running calls fail with ModelError."""
+        await asyncio.to_thread(self.shutdown)
+
+    def shutdown(self) -> None:
+        """`close` for synchronous callers."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify_all()
+        if threading.current_thread() is not self._worker:
+            self._worker.join()
+
+    def session_ids(self, session: str) -> list[int]:
+        """The session's token-exact context so far: every prompt delta and sampled id, in order."""
+        with self._lock:
+            state = self._sessions.get(session)
+            if state is None:
+                raise KeyError(f"no session {session!r}")
+            return list(state.ids)
+
+    def drop_caches(self) -> None:
+        """Drop every idle session's KV cache (their ids stay): call it after changing the weights."""
+        with self._lock:
+            while self._cached:
+                _, session = next(iter(self._cached.items()))
+                self._uncache(session)
+
+    @property
+    def end_of_turn_ids(self) -> list[int]:
+        """What the chat template writes after an assistant reply, as ids."""
+        return list(self.renderer.turn_end_ids)
+
+    def stats(self) -> EngineStats:
+        with self._lock:
+            return EngineStats(
+                waiting=len(self._waiting),
+                running=sum(len(batch.jobs) for batch in list(self._batches)),
+                sessions=len(self._sessions),
+                cached_sessions=len(self._cached),
+                cached_tokens=self._cached_tokens,
+                max_cached_tokens=self.max_cached_tokens,
+                **self._counts,
+            )
+
+    # ----- request side (caller's thread) ------------------------------------------------
+    def _stop_ids(self) -> frozenset[int]:
+        stop = set(_ids_of(self.tokenizer.eos_token_id))
+        generation_config = getattr(self.model, "generation_config", None)
+        if generation_config is not None:
+            stop.update(_ids_of(generation_config.eos_token_id))
+        end = self.renderer.turn_end_ids
+        if end and end[0] in set(self.tokenizer.all_special_ids) | set(self.tokenizer.added_tokens_decoder):
+            stop.add(end[0])
+        return frozenset(stop)
+
+    def _make_job(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> _Job:
+        sampling = request.sampling
+        if sampling.temperature < 0:
+            raise ModelError(f"temperature must be >= 0, got {sampling.temperature}")
+        if not 0 < sampling.top_p <= 1:
+            raise ModelError(f"top_p must be in (0, 1], got {sampling.top_p}")
+        if sampling.max_new_tokens < 1:
+            raise ModelError(f"max_new_tokens must be at least 1, got {sampling.max_new_tokens}")
+        session = self._checkout(request.session)
+        try:
+            if request.prompt_ids is not None:
+                delta = [int(i) for i in request.prompt_ids]
+                bad = [i for i in delta if not 0 <= i < self.vocab_size]
+                if bad:
+                    raise ModelError(
+                        f"prompt_ids hold ids outside the vocabulary (0..{self.vocab_size - 1}): {bad[:5]}"
+                    )
+            elif session.replies == 0:
+                if not request.messages:
+                    raise ModelError(
+                        "the first request of a session needs messages or prompt_ids; it has neither"
+                    )
+                delta = self.renderer.first(request.messages)
+            else:
+                delta = self.renderer.after_reply(request.messages)
+            if session.replies == 0 and not delta:
+                raise ModelError("the first request of a session has nothing to read (empty prompt_ids)")
+            if delta and max(delta) >= self.vocab_size:
+                raise ModelError(
+                    f"the tokenizer produced id {max(delta)}, beyond the model's {self.vocab_size} "
+                    "embeddings; the model folder's tokenizer does not match its weights"
+                )
+            seed = sampling.seed
+            if seed is None:
+                with self._lock:
+                    seed = self._seed_stream.getrandbits(63)
+            job = _Job(
+                session=session,
+                delta_ids=delta,
+                sampling=sampling,
+                rng=random.Random(seed),
+                loop=loop,
+                future=loop.create_future(),
+                submitted=time.perf_counter(),
+            )
+            with self._wake:
+                if self._closing:
+                    raise ModelError(f"{self.name} is closed")
+                self._waiting.append(job)
+                self._wake.notify()
+        except BaseException:
+            self._release(session)
+            raise
+        return job
+
+    def _checkout(self, key: str | None) -> _Session:
+        now = time.monotonic()
+        with self._lock:
+            if self._closing:
+                raise ModelError(f"{self.name} is closed")
+            if key is None:
+                return _Session(key=None, opened=now, busy=True)
+            state = self._sessions.get(key)
+            if state is None:
+                state = self._sessions[key] = _Session(key=key, opened=now, last_used=now)
+            elif state.busy:
+                raise ModelError(
+                    f"session {key!r} already has a generation in flight; a session is one conversation, "
+                    "so wait for its reply before sending more"
+                )
+            state.busy = True
+            return state
+
+    def _release(self, session: _Session) -> None:
+        with self._lock:
+            session.busy = False
+            if session.key is not None and not session.ids and self._sessions.get(session.key) is session:
+                del self._sessions[session.key]
+
+    # ----- worker thread ------------------------------------------------------------------
+    def _work(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            while True:
+                jobs = self._take_jobs()
+                if jobs is None:
+                    break
+                try:
+                    if jobs:
+                        self._admit(jobs)
+                        self._flush()
+                    for batch in list(self._batches):
+                        self._decode_step(batch)
+                    self._flush()
+                    self._sweep()
+                except Exception as exc:  # noqa: BLE001 - a bug must fail calls, never hang them
+                    error = ModelError(f"{self.name} failed: {type(exc).__name__}: {exc}")
+                    running = [job for batch in self._batches for job in batch.jobs]
+                    self._batches = []
+                    for job in {id(job): job for job in [*jobs, *running]}.values():
+                        self._fail(job, error)
+                    self._flush()
+        self._fail_all(ModelError(f"{self.name} is closed"))
+        self._flush()
+
+    def _take_jobs(self) -> list[_Job] | None:
+        """Jobs to admit now ([] to go on decoding), or None when closing."""
+        with self._wake:
+            while True:
+                if self._closing:
+                    return None
+                running = sum(len(batch.jobs) for batch in self._batches)
+                capacity = self.max_batch_size - running
+                now = time.perf_counter()
+                if self._waiting and capacity > 0:
+                    # Admit once arrivals pause for `batch_wait_s` (a burst of requests, e.g. every
+                    # episode answering at once, is prefilled together), or when the oldest has
+                    # waited `_MAX_WAITS` windows, or when the batch would be full.
+                    oldest = min(job.submitted for job in self._waiting)
+                    newest = max(job.submitted for job in self._waiting)
+                    admit_at = min(newest + self.batch_wait_s, oldest + _MAX_WAITS * self.batch_wait_s)
+                    if len(self._waiting) >= capacity or now >= admit_at:
+                        # Program-level FCFS: the session that started first goes first.
+                        self._waiting.sort(key=lambda job: (job.session.opened, job.submitted))
+                        taken, self._waiting = self._waiting[:capacity], self._waiting[capacity:]
+                        return taken
+                    if running:
+                        return []
+                    self._wake.wait(admit_at - now)
+                    continue
+                if running:
+                    return []
+                self._wake.wait(self._sweep_interval)
+                if not self._waiting:
+                    return []
+
+    def _admit(self, jobs: list[_Job]) -> None:
+        ready: list[_Job] = []
+        for job in jobs:
+            if job.future.cancelled():
+                self._abandon(job)
+                continue
+            session = job.session
+            job.admitted = time.perf_counter()
+            with self._lock:
+                job.undo = (len(session.ids), session.pending)
+                job.prompt_ids = session.pending + job.delta_ids
+                session.pending = []
+                session.ids.extend(job.prompt_ids)
+                if session.kv is not None:
+                    job.past, job.past_len = session.kv, session.kv_len
+                    self._uncache(session)
+            total = len(session.ids)
+            if self.max_positions is not None and total > self.max_positions:
+                self._fail(
+                    job,
+                    ModelError(
+                        f"session {session.key!r} holds {total} tokens, more than the model reads "
+                        f"({self.max_positions}); end it and start a shorter conversation"
+                    ),
+                )
+                continue
+            job.max_new = job.sampling.max_new_tokens
+            if self.max_positions is not None:
+                job.max_new = min(job.max_new, self.max_positions - total + 1)
+            ready.append(job)
+        for group in self._prefill_groups(ready):
+            self._prefill(group)
+
+    def _prefill_groups(self, jobs: list[_Job]) -> list[list[_Job]]:
+        """Split jobs into prefill batches whose padding stays a small share of the real work.
+
+        Sorted by cached length, so sessions at similar depths share a batch: padded past columns
+        cost attention in this pass and in every decode step after it.
+        """
+        groups: list[list[_Job]] = []
+        current: list[_Job] = []
+        real_new = real_past = longest_new = longest_past = 0
+        for job in sorted(jobs, key=lambda j: (j.past_len, len(j.session.ids))):
+            new = len(job.session.ids) - job.past_len
+            rows = len(current) + 1
+            padded_new = rows * max(longest_new, new)
+            padded_past = rows * max(longest_past, job.past_len)
+            if current and (
+                padded_new > self.max_prefill_tokens
+                or padded_new > 1.5 * (real_new + new) + 16 * rows
+                or padded_past > 1.25 * (real_past + job.past_len) + 32 * rows
+            ):
+                groups.append(current)
+                current, real_new, real_past, longest_new, longest_past = [], 0, 0, 0, 0
+            current.append(job)
+            real_new += new
+            real_past += job.past_len
+            longest_new = max(longest_new, new)
+            longest_past = max(longest_past, job.past_len)
+        if current:
+            groups.append(current)
+        return groups
+
+    def _prefill(self, jobs: list[_Job]) -> None:
+        import torch
+
+        started = time.perf_counter()
+        pasts = [job.past_len for job in jobs]
+        feeds = [job.session.ids[job.past_len :] for job in jobs]
+        longest_past = max(pasts)
+        longest_feed = max(len(feed) for feed in feeds)
+        width = longest_past + longest_feed
+        rows = len(jobs)
+        input_ids = torch.full((rows, longest_feed), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, width), dtype=torch.long)
+        positions = torch.zeros((rows, longest_feed), dtype=torch.long)
+        for row, (past, feed) in enumerate(zip(pasts, feeds, strict=True)):
+            input_ids[row, : len(feed)] = torch.tensor(feed, dtype=torch.long)
+            mask[row, longest_past - past : longest_past + len(feed)] = 1
+            positions[row] = torch.arange(past, past + longest_feed)
+        if self.max_positions is not None:
+            positions.clamp_(max=self.max_positions - 1)
+        try:
+            cache = self._new_cache(self._assemble_pasts(jobs, longest_past) if longest_past else None)
+            last = torch.tensor([[len(feed) - 1] for feed in feeds], dtype=torch.long)
+            logits = self._forward(
+                input_ids, mask, positions, cache, last.to(self.device) if longest_feed > 1 else 1
+            )
+            if logits.shape[1] != 1:
+                # The model ignored per-row `logits_to_keep`: pick each row's last real position.
+                logits = logits[torch.arange(rows), last[:, 0].to(logits.device)].unsqueeze(1)
+            tokens, logprobs = self._sample(logits[:, -1], jobs)
+        except Exception as exc:  # noqa: BLE001 - a failed forward fails its calls, not the engine
+            for job in jobs:
+                self._fail(job, ModelError(f"{self.name} prefill failed: {type(exc).__name__}: {exc}"))
+            return
+        with self._lock:
+            self._counts["prefill_forwards"] += 1
+            self._counts["prefilled_tokens"] += sum(len(feed) for feed in feeds)
+            self._counts["reused_tokens"] += sum(pasts)
+        elapsed = time.perf_counter() - started
+        for job in jobs:
+            job.prefill_s = elapsed
+        batch = _Batch(cache=cache, mask=mask.to(self.device), jobs=jobs)
+        self._advance(batch, tokens, logprobs)
+        if batch.jobs:
+            self._batches.append(batch)
+            if len(self._batches) > _MAX_RUNNING_BATCHES:
+                # Too many forward passes per step: fold the two smallest batches into one.
+                self._batches.sort(key=lambda b: len(b.jobs))
+                first, second, *rest = self._batches
+                self._batches = [self._merge(first, second), *rest]
+
+    def _assemble_pasts(self, jobs: list[_Job], longest_past: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        import torch
+
+        template = next(job.past for job in jobs if job.past is not None)
+        assert template is not None
+        layers = []
+        for layer, (keys, values) in enumerate(template):
+            batch_keys = torch.zeros(
+                (len(jobs), keys.shape[0], longest_past, keys.shape[2]), dtype=keys.dtype, device=keys.device
+            )
+            batch_values = torch.zeros(
+                (len(jobs), values.shape[0], longest_past, values.shape[2]),
+                dtype=values.dtype,
+                device=values.device,
+            )
+            for row, job in enumerate(jobs):
+                if job.past is not None and job.past_len:
+                    batch_keys[row, :, longest_past - job.past_len :] = job.past[layer][0]
+                    batch_values[row, :, longest_past - job.past_len :] = job.past[layer][1]
+            layers.append((batch_keys, batch_values))
+        for job in jobs:
+            job.past = None
+        return layers
+
+    def _new_cache(self, layers: list[tuple[torch.Tensor, torch.Tensor]] | None) -> DynamicCache:
+        """A cache for this model, filled with `layers` (batch-first keys and values) if given."""
+        from transformers import DynamicCache
+
+        return DynamicCache(ddp_cache_data=layers, config=self.model.config)
+
+    def _forward(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: DynamicCache,
+        logits_to_keep: int | torch.Tensor,
+    ) -> torch.Tensor:
+        outputs = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+            logits_to_keep=logits_to_keep,
+            **{self._cache_argument: cache},
+        )
+        return outputs.logits  # type: ignore[no-any-return]
+
+    def _decode_step(self, batch: _Batch) -> None:
+        import torch
+
+        jobs = batch.jobs
+        for job in [job for job in jobs if job.future.cancelled()]:
+            job.finish = "cancelled"
+        if any(job.finish for job in jobs):
+            self._retire(batch)
+            if not batch.jobs:
+                self._batches.remove(batch)
+                return
+            jobs = batch.jobs
+        input_ids = torch.tensor([[job.sampled[-1]] for job in jobs], dtype=torch.long)
+        positions = torch.tensor(
+            [[len(job.session.ids) + len(job.sampled) - 1] for job in jobs], dtype=torch.long
+        )
+        mask = torch.cat([batch.mask, batch.mask.new_ones((len(jobs), 1))], 1)
+        try:
+            logits = self._forward(input_ids, mask, positions, batch.cache, 1)
+            tokens, logprobs = self._sample(logits[:, -1], jobs)
+        except Exception as exc:  # noqa: BLE001 - a failed forward fails its calls, not the engine
+            self._batches.remove(batch)
+            for job in jobs:
+                self._fail(job, ModelError(f"{self.name} decode failed: {type(exc).__name__}: {exc}"))
+            return
+        batch.mask = mask
+        with self._lock:
+            self._counts["decode_forwards"] += 1
+        self._advance(batch, tokens, logprobs)
+        if not batch.jobs:
+            self._batches.remove(batch)
+
+    def _advance(self, batch: _Batch, tokens: list[int], logprobs: list[float]) -> None:
+        """Record one sampled token per row, then retire the rows that finished."""
+        for job, token, logprob in zip(batch.jobs, tokens, logprobs, strict=True):
+            job.sampled.append(token)
+            job.logprobs.append(logprob)
+            if token in self.stop_token_ids or self._hit_stop_string(job):
+                job.finish = "stop"
+            elif len(job.sampled) >= job.max_new:
+                job.finish = "length"
+        with self._lock:
+            self._counts["sampled_tokens"] += len(tokens)
+        if any(job.finish for job in batch.jobs):
+            self._retire(batch)
+
+    def _hit_stop_string(self, job: _Job) -> bool:
+        if not job.sampling.stop:
+            return False
+        text = self.tokenizer.decode(job.sampled, skip_special_tokens=True)
+        return any(stop in text for stop in job.sampling.stop)
+
+    def _retire(self, batch: _Batch) -> None:
+        """Take finished rows out of the batch, keep their caches, and answer their calls."""
+        import torch
+
+        keep: list[int] = []
+        for row, job in enumerate(batch.jobs):
+            if job.finish is None:
+                keep.append(row)
+                continue
+            if job.finish == "cancelled":
+                self._abandon(job)
+                continue
+            real = batch.mask[row].nonzero(as_tuple=True)[0]
+            kv = [(keys[row][:, real], values[row][:, real]) for keys, values, *_ in batch.cache]
+            self._complete(job, kv, int(real.numel()))
+        if len(keep) == len(batch.jobs):
+            return
+        batch.jobs = [batch.jobs[row] for row in keep]
+        if not keep:
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=batch.mask.device)
+        batch.cache.batch_select_indices(index)
+        batch.mask = batch.mask[index]
+        first = int(batch.mask.any(0).int().argmax())
+        if first >= _TRIM_MIN_COLUMNS and 4 * first >= batch.mask.shape[1]:
+            # Columns only departed rows needed: drop them so attention stops reading them.
+            batch.cache = self._new_cache(
+                [(keys[:, :, first:], values[:, :, first:]) for keys, values, *_ in batch.cache]
+            )
+            batch.mask = batch.mask[:, first:]
+
+    def _merge(self, running: _Batch, joining: _Batch) -> _Batch:
+        """One batch from two, left-padding the narrower one's cache and mask."""
+        import torch
+        from torch.nn.functional import pad
+
+        width = max(running.mask.shape[1], joining.mask.shape[1])
+
+        def widen(tensor: torch.Tensor) -> torch.Tensor:
+            missing = width - tensor.shape[-2]
+            return pad(tensor, (0, 0, missing, 0)) if missing else tensor
+
+        layers = [
+            (torch.cat([widen(k1), widen(k2)]), torch.cat([widen(v1), widen(v2)]))
+            for (k1, v1, *_), (k2, v2, *_) in zip(running.cache, joining.cache, strict=True)
+        ]
+        masks = [pad(m, (width - m.shape[1], 0)) for m in (running.mask, joining.mask)]
+        return _Batch(cache=self._new_cache(layers), mask=torch.cat(masks), jobs=running.jobs + joining.jobs)
+
+    def _sample(self, logits: torch.Tensor, jobs: list[_Job]) -> tuple[list[int], list[float]]:
+        """One token per row (see the module docstring), and its raw log-prob."""
+        import torch
+
+        logits = logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        tokens = logits.argmax(dim=-1)
+        sampled_rows = [row for row, job in enumerate(jobs) if job.sampling.temperature > 0]
+        if sampled_rows:
+            index = torch.tensor(sampled_rows, device=logits.device)
+            temperatures = torch.tensor(
+                [jobs[row].sampling.temperature for row in sampled_rows], device=logits.device
+            ).unsqueeze(1)
+            probs = torch.softmax(logits[index] / temperatures, dim=-1).double()
+            top_ps = [jobs[row].sampling.top_p for row in sampled_rows]
+            order: torch.Tensor | None = None
+            if min(top_ps) < 1:
+                probs, order = probs.sort(dim=-1, descending=True)
+                mass_before = probs.cumsum(dim=-1) - probs
+                limit = torch.tensor(top_ps, dtype=probs.dtype, device=probs.device).unsqueeze(1)
+                probs = probs.masked_fill(mass_before >= limit, 0.0)
+            cdf = probs.cumsum(dim=-1)
+            total = cdf[:, -1:]
+            draws = torch.tensor(
+                [jobs[row].rng.random() for row in sampled_rows], dtype=cdf.dtype, device=cdf.device
+            ).unsqueeze(1)
+            pick = torch.searchsorted(cdf, draws * total, right=True)
+            # Rounding may push a draw to the very end: fall back to the last token with mass.
+            pick = torch.minimum(pick, (cdf < total).sum(dim=-1, keepdim=True))
+            chosen = order.gather(1, pick) if order is not None else pick
+            tokens[index] = chosen.squeeze(1)
+        chosen_logprobs = logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        return tokens.tolist(), chosen_logprobs.tolist()
+
+    # ----- finishing calls ----------------------------------------------------------------
+    def _forced_ids(self, job: _Job) -> list[int]:
+        """End-of-turn ids the template owes after this reply (see the module docstring)."""
+        end = self.renderer.turn_end_ids
+        if job.finish == "stop" and job.sampled and job.sampled[-1] in self.stop_token_ids:
+            last = job.sampled[-1]
+            return end[end.index(last) + 1 :] if last in end else list(end)
+        return list(end)
+
+    def _complete(self, job: _Job, kv: list[tuple[torch.Tensor, torch.Tensor]], kv_len: int) -> None:
+        """Record the reply in its session and queue it for delivery (the session stays busy
+        until the caller has it, so a call cancelled meanwhile can still be undone)."""
+        if job.future.cancelled():
+            self._abandon(job)
+            return
+        job.settled = True
+        session = job.session
+        finished = time.perf_counter()
+        # model_construct: every field is built right here; validation would cost more than sampling.
+        generation = Generation.model_construct(
+            text=self.tokenizer.decode(job.sampled, skip_special_tokens=True),
+            prompt_ids=job.prompt_ids,
+            token_ids=list(job.sampled),
+            logprobs=list(job.logprobs),
+            loss_mask=[1] * len(job.sampled),
+            session_turn=session.replies,
+            finish_reason=job.finish or "stop",
+            model=self.name,
+            timings={
+                "queue": job.admitted - job.submitted,
+                "prefill": job.prefill_s,
+                "decode": max(0.0, finished - job.admitted - job.prefill_s),
+                "total": finished - job.submitted,
+            },
+        )
+        with self._lock:
+            session.ids.extend(job.sampled)
+            session.pending = self._forced_ids(job)
+            session.replies += 1
+            self._counts["generations"] += 1
+            session.last_used = time.monotonic()
+            # The cache covers every id but the last sampled one, which the next turn feeds.
+            if session.key is not None and not session.ended and kv_len == len(session.ids) - 1:
+                session.kv, session.kv_len = kv, kv_len
+                self._cached[session.key] = session
+                self._cached_tokens += kv_len
+                self._enforce_bound()
+        self._outbox.append((job, generation))
+
+    def _flush(self) -> None:
+        """Hand queued answers to their event loops, one wake-up per loop."""
+        if not self._outbox:
+            return
+        outbox, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Generation | ModelError]]] = {}
+        for item in outbox:
+            by_loop.setdefault(item[0].loop, []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._deliver, items)
+            except RuntimeError:  # the caller's loop has closed: nobody waits for these
+                for job, outcome in items:
+                    if isinstance(outcome, Generation):
+                        self._undo_reply(job)
+
+    def _deliver(self, items: list[tuple[_Job, Generation | ModelError]]) -> None:
+        """On the caller's loop: resolve each call, or undo a reply whose caller gave up."""
+        for job, outcome in items:
+            if isinstance(outcome, ModelError):
+                if not job.future.done():
+                    job.future.set_exception(outcome)
+            elif job.future.done():
+                self._undo_reply(job)
+            else:
+                with self._lock:
+                    job.session.busy = False
+                job.future.set_result(outcome)
+
+    def _undo_reply(self, job: _Job) -> None:
+        """Take a reply back out of its session, as if the call had never been made."""
+        session = job.session
+        length, pending = job.undo
+        with self._lock:
+            del session.ids[length:]
+            session.pending = pending
+            session.replies -= 1
+            self._uncache(session)
+            session.busy = False
+        self._release(session)
+
+    def _abandon(self, job: _Job) -> None:
+        """The call ends without a reply: undo what it added to its session."""
+        if job.settled:
+            return
+        job.settled = True
+        session = job.session
+        length, pending = job.undo
+        with self._lock:
+            if job.admitted:
+                del session.ids[length:]
+                session.pending = pending
+            session.busy = False
+        self._release(session)
+
+    def _fail(self, job: _Job, error: ModelError) -> None:
+        if job.settled:
+            return
+        self._abandon(job)
+        self._outbox.append((job, error))
+
+    def _fail_all(self, error: ModelError) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        running = [job for batch in self._batches for job in batch.jobs]
+        self._batches = []
+        for job in [*waiting, *running]:
+            self._fail(job, error)
+
+    # ----- cache bookkeeping (callers hold self._lock) ------------------------------------
+    def _uncache(self, session: _Session) -> None:
+        if session.kv is not None:
+            self._cached_tokens -= session.kv_len
+            session.kv, session.kv_len = None, 0
+        if session.key is not None and self._cached.get(session.key) is session:
+            del self._cached[session.key]
+
+    def _enforce_bound(self) -> None:
+        while self._cached_tokens > self.max_cached_tokens and self._cached:
+            _, victim = next(iter(self._cached.items()))
+            self._uncache(victim)
+            self._counts["lru_evictions"] += 1
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep < self._sweep_interval:
+            return
+        self._last_sweep = now
+        with self._lock:
+            while self._cached:
+                _, oldest = next(iter(self._cached.items()))
+                if now - oldest.last_used < self.session_ttl_s:
+                    break
+                self._uncache(oldest)
+                self._counts["ttl_evictions"] += 1

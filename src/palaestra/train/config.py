@@ -1,0 +1,231 @@
+"""The training configuration: one TOML file, validated by pydantic, recorded in the run folder.
+
+Every section has defaults that make `palaestra train` with an almost empty file do the embedded
+main job (the tiny model learns tic-tac-toe on a CPU). `load_config(path)` reads and validates;
+errors name the offending key in one line.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from palaestra.train.rewards import RewardConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(_Section):
+    """Which policy to train.
+
+    Fields:
+        init: `tiny` (the embedded model, freshly initialised from `seed` with the sizes below) or a
+            Hugging Face model folder.
+        seed: initialisation seed for `tiny`.
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: `tiny` sizes.
+        lora: train LoRA adapters (peft) instead of all weights; `lora_rank`, `lora_alpha`.
+        device: `auto` (CUDA when present), `cpu` or `cuda`.
+    """
+
+    init: str = "tiny"
+    seed: int = 0
+    hidden_size: int | None = 64
+    num_hidden_layers: int | None = 2
+    num_attention_heads: int | None = 4
+    intermediate_size: int | None = 256
+    lora: bool = False
+    lora_rank: int = Field(default=8, ge=1)
+    lora_alpha: float = 16.0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class SFTSection(_Section):
+    """The optional cold start: supervised steps on episodes of random-legal play.
+
+    It teaches the answer format and legality, not strategy.
+    """
+
+    steps: int = Field(default=0, ge=0)
+    episodes_per_step: int = Field(default=64, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    agents: list[str] = Field(default_factory=lambda: ["random", "random"])
+
+
+class RolloutSection(_Section):
+    """How episodes are gathered each step.
+
+    Fields:
+        envs: env ids; each step plays `episodes_per_step` episodes of each (per-game batches).
+        env_options: options for `make` per env id.
+        episodes_per_step: episodes per env per step.
+        group_size: episodes sharing one env seed (for `grpo`/`flow_grpo` groups); 1 for MARS.
+        temperature, top_p, max_new_tokens: sampling of the policy in rollouts.
+        self_play: share of episodes where the policy sits in every seat; the rest put a frozen
+            snapshot of itself (the league) in one random seat.
+        snapshot_every: steps between snapshots added to the league.
+        league_size: most recent snapshots kept (the first snapshot, the start policy, stays).
+        first_snapshot_share: chance that a league game uses the start policy.
+        opponents: fixed agent specs added to the league (not used by the main job, whose
+            scripted evaluation opponents stay out of training).
+        turn_timeout_s: per decision.
+        engine_batch_size: most sessions in one forward pass of the local engine (1 makes
+            rollouts bit-for-bit reproducible, since float sums then never depend on batching).
+        league_temperature: sampling temperature of league opponents (default: `temperature`);
+            higher values show the policy more varied positions.
+    """
+
+    envs: list[str] = Field(default_factory=lambda: ["tic_tac_toe-v0"], min_length=1)
+    env_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    episodes_per_step: int = Field(default=192, ge=1)
+    group_size: int = Field(default=1, ge=1)
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    self_play: float = Field(default=0.34, ge=0, le=1)
+    snapshot_every: int = Field(default=10, ge=1)
+    league_size: int = Field(default=10, ge=1)
+    first_snapshot_share: float = Field(default=0.5, ge=0, le=1)
+    opponents: list[str] = Field(default_factory=list)
+    turn_timeout_s: float = Field(default=120.0, gt=0)
+    engine_batch_size: int = Field(default=256, ge=1)
+    league_temperature: float | None = Field(default=None, ge=0)
+
+
+class AlgorithmSection(_Section):
+    """The update.
+
+    Fields:
+        estimator: advantage estimator name (`mars`, `grpo`, `reinforce`, `flow_grpo`).
+        estimator_options: extra keyword options for it (e.g. `center_per_player = true`).
+        clip, dual_clip: PPO ratio clip and dual-clip bound.
+        kl_coef: k3 KL to the frozen reference (the start policy) as a loss term.
+        entropy_coef: entropy bonus.
+        aggregation: `token-mean` or `sequence-mean`.
+        lr, lr_schedule, warmup_steps, weight_decay, grad_clip: the optimizer.
+        epochs, minibatches: passes and splits over each step's batch.
+    """
+
+    estimator: str = "mars"
+    estimator_options: dict[str, Any] = Field(default_factory=dict)
+    clip: float = Field(default=0.2, gt=0)
+    dual_clip: float | None = Field(default=3.0, gt=1)
+    kl_coef: float = Field(default=0.0, ge=0)
+    entropy_coef: float = Field(default=0.02, ge=0)
+    aggregation: Literal["token-mean", "sequence-mean"] = "token-mean"
+    lr: float = Field(default=1e-3, gt=0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    warmup_steps: int = Field(default=0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    epochs: int = Field(default=1, ge=1)
+    minibatches: int = Field(default=1, ge=1)
+
+
+class EvalSection(_Section):
+    """Periodic evaluation against fixed opponents, as first and second mover.
+
+    Fields:
+        every: steps between evaluations (0: only before and after training).
+        opponents: agent specs per env id (defaults: random + the env's solver where known).
+        episodes: games per opponent per seat.
+        final_episodes: games per opponent per seat in the final evaluation.
+        temperature: sampling temperature of the policy in evaluation (0: greedy).
+    """
+
+    every: int = Field(default=25, ge=0)
+    opponents: dict[str, list[str]] = Field(default_factory=dict)
+    episodes: int = Field(default=100, ge=1)
+    final_episodes: int = Field(default=400, ge=1)
+    temperature: float = Field(default=0.0, ge=0)
+
+
+class TrainSection(_Section):
+    """The loop.
+
+    Fields:
+        steps: RL steps.
+        time_budget_s: stop early (cleanly, with a checkpoint) once this much wall time has passed.
+        seed: seeds rollouts, sampling and the optimizer.
+        out: the run folder.
+        checkpoint_every: steps between checkpoints (the last step always checkpoints).
+        keep_checkpoints: how many to keep.
+        threads: torch CPU threads (0: torch's default).
+    """
+
+    steps: int = Field(default=120, ge=0)
+    time_budget_s: float | None = Field(default=None, gt=0)
+    seed: int = 0
+    out: str = "runs/train"
+    checkpoint_every: int = Field(default=10, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+    threads: int = Field(default=0, ge=0)
+
+
+class TrainConfig(_Section):
+    """The whole configuration (sections as in the TOML file)."""
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    sft: SFTSection = Field(default_factory=SFTSection)
+    rollout: RolloutSection = Field(default_factory=RolloutSection)
+    rewards: RewardConfig = Field(default_factory=RewardConfig)
+    algorithm: AlgorithmSection = Field(default_factory=AlgorithmSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+
+    @model_validator(mode="after")
+    def _check_estimator(self) -> TrainConfig:
+        from palaestra.train.advantages import ESTIMATORS
+
+        if self.algorithm.estimator not in ESTIMATORS:
+            known = ", ".join(sorted(ESTIMATORS))
+            raise ValueError(f"algorithm.estimator {self.algorithm.estimator!r} is unknown; known: {known}")
+        return self
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message is one line."""
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "config"
+    return f"{where}: {error['msg']}"
+
+
+def parse_config(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Validate a config dict; `overrides` maps dotted keys (`train.steps`) to values."""
+    merged = {section: dict(values) for section, values in data.items() if isinstance(values, dict)}
+    merged.update({key: value for key, value in data.items() if not isinstance(value, dict)})
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        if not key:
+            raise ConfigError(f"override {dotted!r} must look like section.key")
+        merged.setdefault(section, {})[key] = value
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"bad training config: {_first_error(exc)}") from exc
+
+
+def default_config_path() -> Path:
+    """The shipped main-job config (the tiny model learns tic-tac-toe)."""
+    from importlib.resources import files
+
+    return Path(str(files("palaestra.train") / "configs" / "tic_tac_toe.toml"))
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read and validate a TOML training config."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no config file at {file}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file} is not valid TOML: {exc}") from exc
+    return parse_config(data, overrides)

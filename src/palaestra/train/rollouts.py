@@ -1,0 +1,160 @@
+"""Gathering training episodes: the policy's agents, the league of frozen snapshots, and the
+teacher-forced agent that turns scripted play into token-exact SFT rows.
+
+Everything goes through the ordinary episode runner (`run_episodes` with no output folder), so
+training rollouts are the same episodes, with the same records, as any `palaestra run`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from palaestra.agents.base import Agent, AgentFactory, AgentView, Decision, agent_factory
+from palaestra.agents.llm import LLMAgent, PromptTemplate
+from palaestra.core.records import Episode, Generation
+from palaestra.rollout.runner import RunConfig, run_episodes
+
+
+@dataclass(frozen=True)
+class Seating:
+    """Who sits where in a batch of episodes: one agent spec label per seat, and their factories."""
+
+    labels: tuple[str, ...]
+    factories: dict[str, AgentFactory]
+
+
+async def collect(
+    env_id: str,
+    env_options: dict[str, Any],
+    seating: Seating,
+    *,
+    episodes: int,
+    seed: int,
+    group_size: int = 1,
+    alternate_seats: bool = False,
+    concurrency: int = 256,
+    turn_timeout_s: float | None = 120.0,
+) -> list[Episode]:
+    """Play `episodes` episodes in memory (nothing written) and return them in id order."""
+    gathered: list[Episode] = []
+    config = RunConfig(
+        env_id=env_id,
+        env_options=env_options,
+        agents=list(seating.labels),
+        episodes=episodes,
+        seed=seed,
+        group_size=group_size,
+        alternate_seats=alternate_seats,
+        concurrency=concurrency,
+        turn_timeout_s=turn_timeout_s,
+        episode_timeout_s=None,
+    )
+    await run_episodes(config, None, factories=seating.factories, on_episode=gathered.append)
+    gathered.sort(key=lambda episode: episode.id)
+    return gathered
+
+
+def policy_factory(
+    model: Any,
+    *,
+    temperature: float,
+    top_p: float = 1.0,
+    max_new_tokens: int | None = None,
+    session_prefix: str = "",
+) -> AgentFactory:
+    """Fresh LLM agents over `model` (a `Model`), with the model's own prompt template.
+
+    Batches that share the model at the same time need different `session_prefix`es: their
+    episode ids repeat.
+    """
+
+    def make() -> LLMAgent:
+        return LLMAgent(
+            model,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            session_prefix=session_prefix,
+        )
+
+    return make
+
+
+class TeacherForcedAgent:
+    """Acts like a teacher agent (e.g. `random`) but records the turn as if the policy had said it.
+
+    The prompt is rendered exactly as the policy's `LLMAgent` would render it through the engine's
+    chat template, and the teacher's action is tokenized as the reply, followed by the template's
+    end-of-turn token. The resulting `Generation` has the same layout as a sampled one, so SFT and
+    RL rows are built by the same code. (Tokenizing the teacher's text is fine: it is not model
+    output being re-encoded.)
+    """
+
+    def __init__(self, teacher: Agent, engine: Any, template: PromptTemplate) -> None:
+        self.teacher = teacher
+        self.engine = engine
+        self.template = template
+
+    async def act(self, view: AgentView) -> Decision:
+        answer = await self.teacher.act(view)
+        action = answer.action if isinstance(answer, Decision) else answer
+        text = action if isinstance(action, str) else (action.content or "")
+        renderer = self.engine.renderer
+        prompt_ids = renderer.first(self.template.render(view))
+        end_ids = list(renderer.turn_end_ids)
+        token_ids = [*renderer.encode(text), *end_ids[:1]]
+        generation = Generation(
+            text=text,
+            prompt_ids=prompt_ids,
+            token_ids=token_ids,
+            logprobs=None,
+            loss_mask=[1] * len(token_ids),
+            session_turn=0,
+            model=f"teacher:{type(self.teacher).__name__}",
+        )
+        return Decision(action=text, generation=generation)
+
+
+def teacher_factory(teacher_spec: str, engine: Any, template: PromptTemplate) -> AgentFactory:
+    teacher = agent_factory(teacher_spec)
+
+    def make() -> TeacherForcedAgent:
+        return TeacherForcedAgent(teacher(), engine, template)
+
+    return make
+
+
+class League:
+    """Frozen snapshots of the policy that sit in the other seat in league games.
+
+    The first snapshot (the policy when RL starts) is always kept; after it, the most recent
+    `size` snapshots. One snapshot is drawn per step (`first_share` of the time the first one):
+    its weights are loaded into a single opponent engine, so the league costs one extra model.
+    """
+
+    def __init__(self, size: int, first_share: float) -> None:
+        self.size = size
+        self.first_share = first_share
+        self.snapshots: list[tuple[int, dict[str, Any]]] = []
+
+    def add(self, step: int, state_dict: dict[str, Any]) -> None:
+        frozen = {key: value.detach().clone() for key, value in state_dict.items()}
+        self.snapshots.append((step, frozen))
+        if len(self.snapshots) > self.size + 1:
+            del self.snapshots[1]  # keep the first (the start policy) and the most recent
+
+    def draw(self, rng: random.Random) -> tuple[int, dict[str, Any]]:
+        if not self.snapshots:
+            raise ValueError("the league is empty")
+        if len(self.snapshots) == 1 or rng.random() < self.first_share:
+            return self.snapshots[0]
+        return rng.choice(self.snapshots[1:])
+
+    def state(self) -> list[tuple[int, dict[str, Any]]]:
+        return self.snapshots
+
+    def load(self, snapshots: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        self.snapshots = [(int(step), dict(weights)) for step, weights in snapshots]

@@ -1,0 +1,646 @@
+"""The trainer loop behind `palaestra train`: self-play multi-turn RL with turn-level credit.
+
+One RL step, top to bottom (`Trainer._rl_step`):
+
+1. **Rollouts** through the ordinary episode runner on the local engine that holds the live
+   weights: self-play games (the policy in every seat; each seat's side is its own trajectory)
+   and league games (a frozen snapshot of the policy in one seat).
+2. **Turn rewards** from the records (`rewards.turn_rewards`: the env's reward, +valid-action
+   bonus, draw value, the env's MARS penalty), one per turn of each policy trajectory.
+3. **Advantages** per turn by the configured estimator (`mars`: turn returns normalized per game
+   and per seat), spread onto every sampled token of the turn.
+4. **PPO update**: log-probs recomputed under the training model (`forward.token_logprobs`),
+   clipped surrogate with dual clip, optional k3 KL to the start policy and entropy bonus;
+   gradient clipping; one optimizer step per minibatch. The rollout's log-probs are compared with
+   the recomputed ones (importance-ratio check) and logged.
+5. **Bookkeeping**: metrics to `metrics.jsonl`, periodic evaluation against fixed opponents
+   (`eval.jsonl`), atomic checkpoints with optimizer and RNG state (`--resume` continues).
+
+An optional cold start (`[sft]`) first imitates random-legal play through the same token path, to
+teach the answer format and legality (not strategy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from palaestra.core.records import Episode
+from palaestra.core.registry import spec as env_spec
+from palaestra.train.advantages import compute_advantages
+from palaestra.train.checkpoint import (
+    latest_checkpoint,
+    load_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from palaestra.train.config import TrainConfig
+from palaestra.train.evaluation import EvalCell, evaluate, opponents_for
+from palaestra.train.forward import TrainBatch, TrainRow, token_logprobs
+from palaestra.train.losses import importance_ratio_stats, ppo_objective
+from palaestra.train.rewards import Trajectory, trajectories_from_episodes
+from palaestra.train.rollouts import League, Seating, collect, policy_factory, teacher_factory
+
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.jsonl"
+POLICY, LEAGUE, TEACHER = "policy", "league", "teacher"
+
+
+class TrainError(ValueError):
+    """A user-facing training problem (bad run folder, missing model); one line."""
+
+
+@dataclass
+class TrainResult:
+    """What a training run leaves: where, how far, and the evaluations by stage."""
+
+    out_dir: Path
+    steps_done: int
+    stopped_early: bool
+    evaluations: dict[str, list[EvalCell]] = field(default_factory=dict)
+    final_model: Path | None = None
+    wall_s: float = 0.0
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        return max(0.05, 1.0 - progress)
+    return max(0.05, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+class Trainer:
+    """Runs one training configuration into `config.train.out`.
+
+    `on_event(kind, payload)` receives progress (`phase`, `step`, `eval`) for a UI; the trainer
+    itself prints nothing.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: bool = False,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.out = Path(config.train.out)
+        self.resume = resume
+        self.on_event = on_event or (lambda kind, payload: None)
+        self.started = time.perf_counter()
+        self.step = 0
+        self.env_steps = 0
+        self.rng = random.Random(config.train.seed)
+
+    # ----- set-up -------------------------------------------------------------------------------
+    def _prepare_folder(self) -> Path | None:
+        """Check the run folder; returns the checkpoint to resume from, if any."""
+        checkpoint = latest_checkpoint(self.out) if self.out.exists() else None
+        has_run = (self.out / METRICS_FILE).exists() or checkpoint is not None
+        if has_run and not self.resume:
+            raise TrainError(
+                f"{self.out} already holds a training run; pass --resume to continue it "
+                "or set train.out to another folder"
+            )
+        if self.resume and checkpoint is None and has_run:
+            # Killed before its first checkpoint: start over cleanly.
+            for name in (METRICS_FILE, EVAL_FILE):
+                (self.out / name).unlink(missing_ok=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(self.config.model_dump_json(indent=2))
+        return checkpoint
+
+    def _initial_model_folder(self) -> Path:
+        model = self.config.model
+        if model.init == "tiny":
+            from palaestra.models.tiny import init_tiny_model
+
+            return init_tiny_model(
+                self.out / "model_init",
+                seed=model.seed,
+                hidden_size=model.hidden_size,
+                num_hidden_layers=model.num_hidden_layers,
+                num_attention_heads=model.num_attention_heads,
+                intermediate_size=model.intermediate_size,
+                overwrite=True,
+            )
+        folder = Path(model.init).expanduser()
+        if not (folder / "config.json").is_file():
+            raise TrainError(f"model.init {model.init!r} is neither 'tiny' nor a Hugging Face model folder")
+        return folder
+
+    def _build(self, folder: Path) -> None:
+        from transformers.utils import logging as transformers_logging
+
+        from palaestra.agents.llm import template_for_model
+        from palaestra.models.local import LocalEngine
+
+        transformers_logging.disable_progress_bar()  # checkpoints are written often; keep the output clean
+        threads = self.config.train.threads or None
+        device = self.config.model.device
+        batch = self.config.rollout.engine_batch_size
+        self.engine = LocalEngine(
+            folder, device=device, max_batch_size=batch, threads=threads, seed=self.config.train.seed
+        )
+        self.league_engine = LocalEngine(
+            folder, device=device, max_batch_size=batch, seed=self.config.train.seed + 1
+        )
+        self.template = template_for_model(self.engine)
+        self.policy = self.engine.model
+        if self.config.model.lora:
+            self._wrap_lora()
+        self.reference = None
+        if self.config.algorithm.kl_coef > 0:
+            import copy
+
+            self.reference = copy.deepcopy(self.policy).eval()
+            for parameter in self.reference.parameters():
+                parameter.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.policy.parameters() if p.requires_grad],
+            lr=self.config.algorithm.lr,
+            weight_decay=self.config.algorithm.weight_decay,
+        )
+        self.league = League(self.config.rollout.league_size, self.config.rollout.first_snapshot_share)
+
+    def _wrap_lora(self) -> None:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as exc:
+            raise TrainError("model.lora needs peft: pip install peft") from exc
+        lora = LoraConfig(
+            r=self.config.model.lora_rank,
+            lora_alpha=self.config.model.lora_alpha,
+            target_modules="all-linear",
+            lora_dropout=0.0,
+        )
+        self.policy = get_peft_model(self.policy, lora)
+        self.engine.model = self.policy
+
+    # ----- the run ------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        return asyncio.run(self.arun())
+
+    async def arun(self) -> TrainResult:
+        config = self.config
+        checkpoint = self._prepare_folder()
+        random.seed(config.train.seed)
+        np.random.seed(config.train.seed % (2**32))
+        torch.manual_seed(config.train.seed)
+        folder = checkpoint if checkpoint is not None else self._initial_model_folder()
+        self._build(folder)
+        result = TrainResult(out_dir=self.out, steps_done=0, stopped_early=False)
+        evaluations = result.evaluations
+        try:
+            if checkpoint is not None:
+                self._restore(load_state(checkpoint))
+                self.on_event("phase", {"phase": "resume", "step": self.step, "checkpoint": str(checkpoint)})
+            else:
+                if config.sft.steps:
+                    self.on_event("phase", {"phase": "sft", "steps": config.sft.steps})
+                    await self._sft()
+                evaluations["start"] = await self._evaluate("start", config.eval.final_episodes)
+                self.league.add(0, self.policy.state_dict())
+                self._checkpoint()
+            self.on_event("phase", {"phase": "rl", "steps": config.train.steps, "from": self.step})
+            while self.step < config.train.steps:
+                if self._out_of_time():
+                    result.stopped_early = True
+                    break
+                await self._rl_step()
+                self.step += 1
+                if self.step % config.rollout.snapshot_every == 0:
+                    self.league.add(self.step, self.policy.state_dict())
+                if (
+                    config.eval.every
+                    and self.step % config.eval.every == 0
+                    and self.step < config.train.steps
+                ):
+                    await self._evaluate(f"step {self.step}", config.eval.episodes)
+                if self.step % config.train.checkpoint_every == 0:
+                    self._checkpoint()
+            self._checkpoint()
+            evaluations["final"] = await self._evaluate("final", config.eval.final_episodes)
+            result.final_model = self._export_final()
+        finally:
+            await self.engine.close()
+            await self.league_engine.close()
+        result.steps_done = self.step
+        result.wall_s = time.perf_counter() - self.started
+        stored = _stored_evaluations(self.out / EVAL_FILE)
+        for stage in ("start", "final"):
+            if stage not in evaluations and stage in stored:
+                evaluations[stage] = stored[stage]
+        return result
+
+    def _out_of_time(self) -> bool:
+        budget = self.config.train.time_budget_s
+        return budget is not None and time.perf_counter() - self.started > budget
+
+    # ----- cold start ---------------------------------------------------------------------------
+    async def _sft(self) -> None:
+        sft = self.config.sft
+        optimizer = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=sft.lr)
+        for index in range(sft.steps):
+            started = time.perf_counter()
+            episodes: list[Episode] = []
+            for env_number, env_id in enumerate(self.config.rollout.envs):
+                players = env_spec(env_id).num_players
+                teachers = {
+                    f"{TEACHER}{seat}": teacher_factory(
+                        sft.agents[seat % len(sft.agents)], self.engine, self.template
+                    )
+                    for seat in range(players)
+                }
+                seating = Seating(labels=tuple(teachers), factories=teachers)
+                episodes += await collect(
+                    env_id,
+                    self._env_options(env_id),
+                    seating,
+                    episodes=sft.episodes_per_step,
+                    seed=self._seed("sft", index, env_number),
+                )
+            trajectories = trajectories_from_episodes(episodes, config=self.config.rewards).trajectories
+            rows = [
+                TrainRow(tuple(r.input_ids), tuple(r.loss_mask)) for t in trajectories for r in t.token_rows()
+            ]
+            self.policy.train()
+            scored = token_logprobs(self.policy, TrainBatch.from_rows(rows))
+            loss = -scored.logprobs.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.algorithm.grad_clip)
+            optimizer.step()
+            self.policy.eval()
+            self.engine.drop_caches()
+            record = {
+                "phase": "sft",
+                "sft_step": index + 1,
+                "loss": float(loss.detach()),
+                "tokens": int(scored.logprobs.numel()),
+                "seconds": time.perf_counter() - started,
+                "time_s": time.perf_counter() - self.started,
+            }
+            _append_jsonl(self.out / METRICS_FILE, record)
+            self.on_event("sft", record)
+
+    # ----- one RL step --------------------------------------------------------------------------
+    def _env_options(self, env_id: str) -> dict[str, Any]:
+        return dict(self.config.rollout.env_options.get(env_id, {}))
+
+    def _seed(self, phase: str, step: int, env_number: int) -> int:
+        base = {"sft": 1, "rl": 2}[phase]
+        return (self.config.train.seed * 1_000_003 + base * 10_000_019 + step * 10_007 + env_number * 101) % (
+            2**31
+        )
+
+    async def _rollouts(self) -> tuple[list[Episode], dict[str, Any]]:
+        rollout = self.config.rollout
+
+        def policy(prefix: str) -> Any:
+            return policy_factory(
+                self.engine,
+                temperature=rollout.temperature,
+                top_p=rollout.top_p,
+                max_new_tokens=rollout.max_new_tokens,
+                session_prefix=prefix,
+            )
+
+        snapshot_step, weights = self.league.draw(self.rng)
+        self.league_engine.model.load_state_dict(_plain_state_dict(weights), strict=True)
+        self.league_engine.drop_caches()
+        league_temperature = (
+            rollout.temperature if rollout.league_temperature is None else rollout.league_temperature
+        )
+        league = policy_factory(self.league_engine, temperature=league_temperature, top_p=rollout.top_p)
+        jobs = []
+        for env_number, env_id in enumerate(rollout.envs):
+            players = env_spec(env_id).num_players
+            self_play = round(rollout.episodes_per_step * rollout.self_play)
+            league_games = rollout.episodes_per_step - self_play
+            seed = self._seed("rl", self.step, env_number)
+            options = self._env_options(env_id)
+            if self_play:
+                seating = Seating(
+                    labels=(POLICY,) * players, factories={POLICY: policy(f"self{env_number}/")}
+                )
+                jobs.append(
+                    collect(
+                        env_id, options, seating, episodes=self_play, seed=seed, group_size=rollout.group_size
+                    )
+                )
+            if league_games:
+                labels = (POLICY, *([LEAGUE] * (players - 1)))
+                factories = {POLICY: policy(f"league{env_number}/"), LEAGUE: league}
+                seating = Seating(labels=labels, factories=factories)
+                jobs.append(
+                    collect(
+                        env_id,
+                        options,
+                        seating,
+                        episodes=league_games,
+                        seed=seed + 500_000,
+                        group_size=rollout.group_size,
+                        alternate_seats=True,
+                    )
+                )
+        batches = await asyncio.gather(*jobs)
+        episodes = [episode for batch in batches for episode in batch]
+        return episodes, {"league_snapshot": snapshot_step}
+
+    async def _rl_step(self) -> None:
+        algorithm = self.config.algorithm
+        started = time.perf_counter()
+        episodes, rollout_info = await self._rollouts()
+        rollout_s = time.perf_counter() - started
+        self.env_steps += sum(episode.num_steps for episode in episodes)
+
+        def is_policy(episode: Episode, player: str) -> bool:
+            return episode.agents.get(player) == POLICY
+
+        batch = trajectories_from_episodes(episodes, players=is_policy, config=self.config.rewards)
+        trajectories = batch.trajectories
+        advantages = compute_advantages(trajectories, algorithm.estimator, **algorithm.estimator_options)
+
+        update_started = time.perf_counter()
+        update_stats = self._update(trajectories, advantages)
+        self.engine.drop_caches()
+        record = {
+            "phase": "rl",
+            "step": self.step + 1,
+            "time_s": time.perf_counter() - self.started,
+            "rollout_s": rollout_s,
+            "update_s": time.perf_counter() - update_started,
+            "episodes": len(episodes),
+            "env_steps": self.env_steps,
+            "skipped_episodes": dict(batch.skipped_episodes),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **rollout_info,
+            **_rollout_metrics(episodes, trajectories),
+            **update_stats,
+        }
+        _append_jsonl(self.out / METRICS_FILE, record)
+        self.on_event("step", record)
+
+    def _update(
+        self, trajectories: Sequence[Trajectory], advantages: Sequence[Sequence[float]]
+    ) -> dict[str, Any]:
+        algorithm = self.config.algorithm
+        rows: list[TrainRow] = []
+        row_advantages: list[list[float]] = []
+        row_rollout_logprobs: list[list[float] | None] = []
+        for trajectory, per_turn in zip(trajectories, advantages, strict=True):
+            for row in trajectory.token_rows():
+                if not any(row.loss_mask):
+                    continue
+                rows.append(
+                    TrainRow(tuple(row.input_ids), tuple(row.loss_mask), prefix_group=trajectory.game)
+                )
+                targets = [i for i, flag in enumerate(row.loss_mask) if flag]
+                row_advantages.append([float(per_turn[row.turn_index[i]]) for i in targets])
+                row_rollout_logprobs.append(
+                    None if row.rollout_logprobs is None else [row.rollout_logprobs[i] for i in targets]
+                )
+        factor = _lr_factor(algorithm.lr_schedule, self.step, self.config.train.steps, algorithm.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = algorithm.lr * factor
+        if not rows:
+            return {"rows": 0}
+        order = list(range(len(rows)))
+        stats_sum: dict[str, float] = {}
+        updates = 0
+        grad_norms: list[float] = []
+        old_all: list[torch.Tensor] | None = None
+        if algorithm.epochs > 1 or algorithm.minibatches > 1:
+            with torch.inference_mode():
+                old_all = token_logprobs(self.policy, TrainBatch.from_rows(rows)).per_row()
+        ratio_check: dict[str, float] = {}
+        self.policy.train()
+        try:
+            for epoch in range(algorithm.epochs):
+                if epoch:
+                    self.rng.shuffle(order)
+                chunks = [order[i :: algorithm.minibatches] for i in range(algorithm.minibatches)]
+                for chunk in chunks:
+                    if not chunk:
+                        continue
+                    chunk_rows = [rows[i] for i in chunk]
+                    scored = token_logprobs(
+                        self.policy, TrainBatch.from_rows(chunk_rows), with_entropy=algorithm.entropy_coef > 0
+                    )
+                    logprobs = scored.logprobs
+                    advantages_flat = torch.tensor(
+                        [a for i in chunk for a in row_advantages[i]], dtype=logprobs.dtype
+                    )
+                    if old_all is None:
+                        old = logprobs.detach()
+                    else:
+                        old = torch.cat([old_all[i] for i in chunk]).to(logprobs.dtype)
+                    if epoch == 0 and not ratio_check:
+                        ratio_check = self._ratio_check(logprobs, chunk, row_rollout_logprobs)
+                    reference = None
+                    if self.reference is not None:
+                        with torch.inference_mode():
+                            reference = token_logprobs(
+                                self.reference, TrainBatch.from_rows(chunk_rows)
+                            ).logprobs
+                        reference = reference.clone()
+                    mask = torch.ones_like(logprobs)
+                    loss, stats = ppo_objective(
+                        logprobs,
+                        old,
+                        advantages_flat,
+                        mask,
+                        ref_logprobs=reference,
+                        entropy=scored.entropy,
+                        kl_coef=algorithm.kl_coef,
+                        entropy_coef=algorithm.entropy_coef,
+                        clip=algorithm.clip,
+                        dual_clip=algorithm.dual_clip,
+                        aggregation=algorithm.aggregation,
+                        segment_ids=scored.row_index,
+                    )
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), algorithm.grad_clip)
+                    grad_norms.append(float(norm))
+                    self.optimizer.step()
+                    updates += 1
+                    for key, value in stats.items():
+                        stats_sum[key] = stats_sum.get(key, 0.0) + float(value)
+        finally:
+            self.policy.eval()
+        averaged = {f"loss/{key}": value / updates for key, value in stats_sum.items()} if updates else {}
+        return {
+            "rows": len(rows),
+            "trained_tokens": sum(len(a) for a in row_advantages),
+            "grad_norm": float(np.mean(grad_norms)) if grad_norms else 0.0,
+            **averaged,
+            **ratio_check,
+        }
+
+    def _ratio_check(
+        self, logprobs: torch.Tensor, chunk: Sequence[int], rollout: Sequence[list[float] | None]
+    ) -> dict[str, float]:
+        if any(rollout[i] is None for i in chunk):
+            return {}
+        rollout_flat = torch.tensor([v for i in chunk for v in rollout[i] or []], dtype=logprobs.dtype)
+        stats = importance_ratio_stats(logprobs.detach(), rollout_flat, torch.ones_like(rollout_flat))
+        return {f"rollout_vs_train/{key}": float(value) for key, value in stats.items()}
+
+    # ----- evaluation, checkpoints --------------------------------------------------------------
+    async def _evaluate(self, stage: str, episodes: int) -> list[EvalCell]:
+        def policy(prefix: str) -> Any:
+            return policy_factory(
+                self.engine, temperature=self.config.eval.temperature, session_prefix=prefix
+            )
+
+        cells: list[EvalCell] = []
+        for env_id in self.config.rollout.envs:
+            opponents = opponents_for(env_id, self.config.eval.opponents)
+            cells += await evaluate(
+                policy,
+                env_id,
+                self._env_options(env_id),
+                opponents,
+                episodes=episodes,
+                num_players=env_spec(env_id).num_players,
+            )
+        for cell in cells:
+            _append_jsonl(
+                self.out / EVAL_FILE,
+                {
+                    "stage": stage,
+                    "step": self.step,
+                    "time_s": time.perf_counter() - self.started,
+                    **cell.to_dict(),
+                },
+            )
+        self.on_event("eval", {"stage": stage, "step": self.step, "cells": cells})
+        return cells
+
+    def _checkpoint(self) -> None:
+        state = {
+            "step": self.step,
+            "env_steps": self.env_steps,
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng_state(),
+            "trainer_rng": self.rng.getstate(),
+            "league": self.league.state(),
+            "elapsed_s": time.perf_counter() - self.started,
+        }
+        save_checkpoint(
+            self.out, self.step, self.policy, self.engine.tokenizer, state, self.config.train.keep_checkpoints
+        )
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.env_steps = int(state["env_steps"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        self.rng.setstate(state["trainer_rng"])
+        self.league.load(state["league"])
+        # The time budget counts the whole run, killed part included.
+        self.started -= float(state.get("elapsed_s", 0.0))
+        _truncate_jsonl(
+            self.out / METRICS_FILE, lambda r: r.get("phase") == "sft" or r.get("step", 0) <= self.step
+        )
+        _truncate_jsonl(self.out / EVAL_FILE, lambda r: r.get("step", 0) <= self.step)
+
+    def _export_final(self) -> Path:
+        final = self.out / "final"
+        tmp = self.out / ".final.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        self.policy.save_pretrained(tmp)
+        self.engine.tokenizer.save_pretrained(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        return final
+
+
+def _plain_state_dict(weights: dict[str, Any]) -> dict[str, Any]:
+    return weights
+
+
+def _truncate_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Drop records written after the checkpoint a resumed run restarts from."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if keep(record):
+            kept.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+
+
+def _stored_evaluations(path: Path) -> dict[str, list[EvalCell]]:
+    found: dict[str, list[EvalCell]] = {}
+    if not path.exists():
+        return found
+    fields = set(EvalCell.__dataclass_fields__)
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        found.setdefault(record["stage"], []).append(EvalCell(**{k: record[k] for k in fields}))
+    return found
+
+
+def _rollout_metrics(episodes: Sequence[Episode], trajectories: Sequence[Trajectory]) -> dict[str, Any]:
+    """Outcome, legality and reward statistics of the policy's side of the rollouts."""
+    policy_turns = illegal = 0
+    wins = draws = losses = 0
+    league_games = 0
+    for episode in episodes:
+        seats = [p for p, agent in episode.agents.items() if agent == POLICY]
+        for player in seats:
+            for turn in episode.player_turns(player):
+                policy_turns += 1
+                illegal += turn.invalid is not None
+        if len(seats) == len(episode.agents) or episode.status != "ok":
+            continue
+        league_games += 1
+        me = seats[0]
+        mine = episode.returns.get(me, 0.0)
+        theirs = max(v for p, v in episode.returns.items() if p != me)
+        wins += mine > theirs
+        draws += mine == theirs
+        losses += mine < theirs
+    rewards = [r for t in trajectories for r in t.turn_rewards]
+    lengths = [t.num_turns for t in trajectories]
+    return {
+        "illegal_rate": illegal / policy_turns if policy_turns else 0.0,
+        "league_win_rate": wins / league_games if league_games else None,
+        "league_loss_rate": losses / league_games if league_games else None,
+        "mean_turn_reward": float(np.mean(rewards)) if rewards else 0.0,
+        "mean_return": float(np.mean([t.outcome for t in trajectories])) if trajectories else 0.0,
+        "mean_turns": float(np.mean(lengths)) if lengths else 0.0,
+        "trajectories": len(trajectories),
+    }

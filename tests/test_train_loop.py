@@ -1,0 +1,163 @@
+"""The trainer loop end to end on tiny budgets: outputs, turn-memory rows, config errors, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from palaestra.train.config import ConfigError, default_config_path, load_config, parse_config
+from palaestra.train.trainer import Trainer, TrainError
+
+TIMING_KEYS = {"time_s", "rollout_s", "update_s", "seconds"}
+
+
+def tiny_overrides(out: Path, **extra: Any) -> dict[str, Any]:
+    overrides: dict[str, Any] = {
+        "train.out": str(out),
+        "train.steps": 3,
+        "train.checkpoint_every": 1,
+        "train.threads": 1,
+        "sft.steps": 2,
+        "sft.episodes_per_step": 8,
+        "rollout.episodes_per_step": 12,
+        "rollout.snapshot_every": 1,
+        "rollout.engine_batch_size": 1,
+        "eval.every": 0,
+        "eval.final_episodes": 4,
+        "eval.episodes": 4,
+        "eval.opponents": {"tic_tac_toe-v0": ["random"]},
+    }
+    overrides.update(extra)
+    return overrides
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def without_timing(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in TIMING_KEYS}
+
+
+def test_a_tiny_run_writes_everything(tmp_path: Path) -> None:
+    config = parse_config({}, tiny_overrides(tmp_path / "run"))
+    result = Trainer(config).run()
+    out = tmp_path / "run"
+    assert result.steps_done == 3 and not result.stopped_early
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["sft_step"] for m in metrics if m["phase"] == "sft"] == [1, 2]
+    rl = [m for m in metrics if m["phase"] == "rl"]
+    assert [m["step"] for m in rl] == [1, 2, 3]
+    for record in rl:
+        assert record["episodes"] == 12 and record["skipped_episodes"] == {}
+        assert record["trained_tokens"] > 0 and record["rows"] > 0
+        assert 0.0 <= record["illegal_rate"] <= 1.0
+        # The engine's log-probs and the trainer's agree: token-exact rows, same weights.
+        assert record["rollout_vs_train/ratio_dev_max"] < 1e-3
+    stages = {r["stage"] for r in read_jsonl(out / "eval.jsonl")}
+    assert stages == {"start", "final"}
+    assert {c.seat for c in result.evaluations["final"]} == {0, 1}
+    assert (out / "final" / "config.json").is_file()
+    assert (out / "checkpoints" / "step_000003" / "trainer_state.pt").is_file()
+    assert len(list((out / "checkpoints").iterdir())) == config.train.keep_checkpoints
+
+
+def test_turn_memory_rows_are_one_context_per_turn(tmp_path: Path) -> None:
+    """The compact template gives a fresh context every turn: each row is one turn."""
+    config = parse_config({}, tiny_overrides(tmp_path / "run", **{"train.steps": 1, "sft.steps": 0}))
+    trainer = Trainer(config)
+
+    async def scenario() -> tuple[Any, Any]:
+        from palaestra.train.rewards import trajectories_from_episodes
+
+        trainer._prepare_folder()
+        trainer._build(trainer._initial_model_folder())
+        trainer.league.add(0, trainer.policy.state_dict())
+        try:
+            episodes, _ = await trainer._rollouts()
+        finally:
+            await trainer.engine.close()
+            await trainer.league_engine.close()
+        return episodes, trajectories_from_episodes(episodes)
+
+    import asyncio
+
+    episodes, batch = asyncio.run(scenario())
+    assert all(e.status == "ok" for e in episodes)
+    for trajectory in batch:
+        rows = trajectory.token_rows()
+        assert len(rows) == trajectory.num_turns
+        for k, row in enumerate(rows):
+            assert row.input_ids == trajectory.prompt_ids[k] + trajectory.token_ids[k]
+            assert sum(row.loss_mask) == len(trajectory.token_ids[k])
+
+
+def test_existing_run_needs_resume(tmp_path: Path) -> None:
+    config = parse_config({}, tiny_overrides(tmp_path / "run", **{"train.steps": 1, "sft.steps": 0}))
+    Trainer(config).run()
+    with pytest.raises(TrainError, match="--resume"):
+        Trainer(config).run()
+
+
+def test_config_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[algorithm]\nestimator = 'nope'\n")
+    with pytest.raises(ConfigError, match="estimator 'nope' is unknown"):
+        load_config(bad)
+    bad.write_text("[train]\nstepz = 3\n")
+    with pytest.raises(ConfigError, match=r"train\.stepz"):
+        load_config(bad)
+    bad.write_text("[train\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no config file"):
+        load_config(tmp_path / "missing.toml")
+    result = subprocess.run(
+        [sys.executable, "-m", "palaestra", "train", str(bad)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_killed_run_resumes_with_identical_next_step(tmp_path: Path) -> None:
+    """Kill a run after its step-2 checkpoint; the resumed run's step 3 equals an uninterrupted one."""
+    steps = {"train.steps": 4, "sft.steps": 1}
+    reference = tmp_path / "reference"
+    # Both runs start from the shipped config, as the CLI does.
+    Trainer(load_config(default_config_path(), tiny_overrides(reference, **steps))).run()
+    expected = {
+        m["step"]: without_timing(m) for m in read_jsonl(reference / "metrics.jsonl") if m["phase"] == "rl"
+    }
+
+    killed = tmp_path / "killed"
+    args = [sys.executable, "-m", "palaestra", "train", "--no-progress"]
+    for key, value in tiny_overrides(killed, **steps).items():
+        args += ["--set", f"{key}={json.dumps(value) if isinstance(value, dict) else value}"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    marker = killed / "checkpoints" / "step_000002" / "trainer_state.pt"
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if process.poll() is not None:
+            pytest.fail(f"training ended before the kill: {process.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("no step-2 checkpoint within 300 s")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    resumed = load_config(default_config_path(), tiny_overrides(killed, **steps))
+    result = Trainer(resumed, resume=True).run()
+    assert result.steps_done == 4
+    got = {m["step"]: without_timing(m) for m in read_jsonl(killed / "metrics.jsonl") if m["phase"] == "rl"}
+    assert sorted(got) == [1, 2, 3, 4]
+    assert got[3] == expected[3]
+    assert got[4] == expected[4]
