@@ -21,8 +21,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# The main job: the embedded tiny model learns tic-tac-toe (cold start, then self-play RL), then
+# prints the before/after table and writes runs/demo/learning_curve.png. A rerun starts afresh.
 demo: $(STAMP)
-	$(BIN)/palaestra run tic_tac_toe-v0 --agents minimax,random --episodes 200 --out runs/demo-ttt
+	rm -rf runs/demo
+	$(BIN)/palaestra train --set train.out=runs/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

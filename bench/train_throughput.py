@@ -48,6 +48,7 @@ import contextlib
 import inspect
 import io
 import math
+import os
 import platform
 import statistics
 import tempfile
@@ -139,6 +140,7 @@ class Contender:
     step: Callable[[], float]  # runs one update, returns the gradient norm before clipping
     seconds: list[float] = field(default_factory=list)
     first_grad_norm: float | None = None
+    trainer: Any = None  # TRL's trainer, for the contenders that are one
 
     def run(self, timed: bool) -> None:
         start = time.perf_counter()
@@ -269,9 +271,7 @@ def trl_contender(
             values.clear()
         return float(grad_norm)
 
-    contender = Contender(name, step)
-    contender.trainer = trainer  # type: ignore[attr-defined]
-    return contender
+    return Contender(name, step, trainer=trainer)
 
 
 def interleave(contenders: list[Contender], steps: int, warmup: int) -> None:
@@ -307,8 +307,6 @@ def describe_machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    import os
-
     cores = os.cpu_count()
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return f"{cpu}, {cores} cores, torch threads {torch.get_num_threads()}, load average {load}"
@@ -379,7 +377,7 @@ def compare_with_trl(console: Console, options: argparse.Namespace, batch: Batch
                     ("TRL GRPOTrainer, ckpt off", False),
                 )
             ]
-            reference_optimizer = trl_contenders[0].trainer.optimizer  # type: ignore[attr-defined]
+            reference_optimizer = trl_contenders[0].trainer.optimizer
         except ImportError as exc:
             console.print(f"[yellow]TRL not available ({exc}); measuring ours only[/yellow]")
     make_optimizer = optimizer_factory(reference_optimizer)
@@ -520,6 +518,12 @@ def main() -> None:
         options.seed,
     )
     console.print(f"machine: {describe_machine()}")
+    if torch.get_num_threads() > 1 and os.getloadavg()[0] > (os.cpu_count() or 1) - 0.5:
+        console.print(
+            "[yellow]warning: several torch threads on a busy machine: every small kernel waits for a "
+            "descheduled thread, so times measure the scheduler more than the code; compare with "
+            "--threads 1[/yellow]"
+        )
     console.print(f"versions: {versions()}")
     console.print(
         f"model: {options.model} ({config.model_type}, {parameters:,} parameters, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,15 @@ from palaestra.train.forward import (  # noqa: E402
 
 VOCAB_LOW = 7  # the tiny vocabulary's first non-special id
 ATOL = 2e-5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """These models are tiny: on a shared 2-core machine two OpenMP threads mostly wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +206,7 @@ def row_batches(draw: st.DrawFn) -> list[TrainRow]:
     return rows
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=row_batches(), overhead=st.sampled_from([0, 16, 10**6]))
 def test_any_batch_matches_naive(model: Any, rows: list[TrainRow], overhead: int) -> None:
     batch = TrainBatch.from_rows(rows, bucket_overhead_tokens=overhead)
@@ -268,12 +277,11 @@ def test_gradient_checkpointing_falls_back_to_unshared_and_stays_exact(tiny_fold
     batch = TrainBatch.from_rows(rows)
     assert_matches_naive(checkpointed, batch)
     # Under checkpointing the rows run whole; without grad the cache survives and sharing is back.
-    assert embedded_tokens(checkpointed, lambda: token_logprobs(checkpointed, batch)) == 6 * 8 + 3 * 3 + 3 * 5
+    unshared, shared = batch.unshared().stats()["computed_tokens"], batch.stats()["computed_tokens"]
+    assert shared < unshared
+    assert embedded_tokens(checkpointed, lambda: token_logprobs(checkpointed, batch)) == unshared
     with torch.no_grad():
-        assert (
-            embedded_tokens(checkpointed, lambda: token_logprobs(checkpointed, batch))
-            == 2 * 8 + 3 * 3 + 3 * 5
-        )
+        assert embedded_tokens(checkpointed, lambda: token_logprobs(checkpointed, batch)) == shared
 
 
 def test_inference_mode_gives_the_same_values_without_graph(model: Any) -> None:

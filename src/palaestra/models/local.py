@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import random
 import threading
@@ -107,6 +108,17 @@ def message_to_template(message: Message) -> dict[str, Any]:
     return out
 
 
+_RENDER_CACHE_SIZE = 65_536
+
+
+def _message_key(message: Message) -> tuple[Any, ...]:
+    """Everything about a message a chat template can see, hashable."""
+    calls = tuple(
+        (c.id, c.name, repr(sorted(c.arguments.items())), c.raw_arguments) for c in message.tool_calls
+    )
+    return (message.role, message.content, message.name, calls, message.tool_call_id)
+
+
 class ChatRenderer:
     """Renders message deltas through a tokenizer's chat template, for any HF template.
 
@@ -127,6 +139,16 @@ class ChatRenderer:
                 "tokenizer_config.json) to the model folder"
             )
         self.tokenizer = tokenizer
+        # The Rust tokenizer behind a fast tokenizer encodes ~15x quicker than the Python
+        # wrapper's __call__ and gives the same ids for add_special_tokens=False.
+        backend = (
+            getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+        )
+        self._backend = backend
+        self._render_lock = threading.Lock()
+        self._rendered: OrderedDict[tuple[Any, ...], tuple[int, ...]] = OrderedDict()
+        """Recently rendered deltas by their messages: games repeat prompts (the same board in
+        many episodes), and rendering is a pure function of the messages."""
         self._probe = [
             {"role": "user", "content": "ping"},
             {"role": "assistant", "content": _REPLY_PROBE},
@@ -155,16 +177,38 @@ class ChatRenderer:
     def encode(self, text: str) -> list[int]:
         if not text:
             return []
+        if self._backend is not None:
+            return list(self._backend.encode(text, add_special_tokens=False).ids)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _cached(self, kind: str, messages: Sequence[Message], render: Any) -> list[int]:
+        key = (kind, *(_message_key(m) for m in messages))
+        with self._render_lock:
+            found = self._rendered.get(key)
+            if found is not None:
+                self._rendered.move_to_end(key)
+                return list(found)
+        ids = render(messages)
+        with self._render_lock:
+            self._rendered[key] = tuple(ids)
+            if len(self._rendered) > _RENDER_CACHE_SIZE:
+                self._rendered.popitem(last=False)
+        return ids
 
     def first(self, messages: Sequence[Message]) -> list[int]:
         """The ids of a new conversation's prompt, generation prompt included."""
+        return self._cached("first", messages, self._render_first)
+
+    def after_reply(self, messages: Sequence[Message]) -> list[int]:
+        """The ids that follow an assistant reply's end-of-turn: new messages + generation prompt."""
+        return self._cached("after", messages, self._render_after_reply)
+
+    def _render_first(self, messages: Sequence[Message]) -> list[int]:
         return self.encode(
             self.render_text([message_to_template(m) for m in messages], add_generation_prompt=True)
         )
 
-    def after_reply(self, messages: Sequence[Message]) -> list[int]:
-        """The ids that follow an assistant reply's end-of-turn: new messages + generation prompt."""
+    def _render_after_reply(self, messages: Sequence[Message]) -> list[int]:
         text = self.render_text(
             [*self._probe, *(message_to_template(m) for m in messages)], add_generation_prompt=True
         )
@@ -193,6 +237,8 @@ class EngineStats:
         prefilled_tokens: prompt tokens computed by prefill (new tokens, or a whole context
             re-prefilled after its cache was dropped).
         reused_tokens: prompt tokens whose keys and values came from a kept cache instead.
+        shared_tokens: prompt tokens computed once for several sessions whose contexts were
+            identical in one prefill (e.g. many episodes' same first prompt).
         sampled_tokens: tokens sampled.
         lru_evictions, ttl_evictions: caches dropped for memory and for idleness.
     """
@@ -208,6 +254,7 @@ class EngineStats:
     decode_forwards: int
     prefilled_tokens: int
     reused_tokens: int
+    shared_tokens: int
     sampled_tokens: int
     lru_evictions: int
     ttl_evictions: int
@@ -225,6 +272,8 @@ class _Session:
     kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     """Per layer (keys, values), each [kv_heads, kv_len, head_dim], covering `ids[:kv_len]`."""
     kv_len: int = 0
+    kv_view: bool = False
+    """`kv` is still a view of its batch's buffer (`_sweep` copies it out once the session idles)."""
     replies: int = 0
     last_used: float = 0.0
     busy: bool = False
@@ -258,11 +307,120 @@ class _Job:
 
 @dataclass(eq=False)
 class _Batch:
-    """Rows decoding together: a padded cache, its 2D attention mask, and one job per row."""
+    """Rows decoding together: a left-padded cache, its 2D attention mask, and one job per row.
+
+    Every row's real tokens are contiguous and end at the last column: row `r` holds its context
+    in columns `starts[r]:` (everything before is padding, masked out)."""
 
     cache: DynamicCache
     mask: torch.Tensor
     jobs: list[_Job]
+    starts: list[int]
+
+
+@functools.cache
+def _batch_layer_class() -> type:
+    """`_BatchLayer`, built on first use (transformers is imported lazily)."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class _BatchLayer(DynamicLayer):
+        """One layer's keys and values for a batch of rows, in a buffer with room to grow.
+
+        `DynamicLayer.update` concatenates, copying the whole past on every forward pass; this layer
+        writes the new columns into spare capacity and hands attention a view of the filled part.
+        `keep` (a [rows, 1, new, 1] bool mask, set before a prefill) marks new columns whose kept
+        keys and values must stay: a row whose cached past reaches into the query window feeds
+        those tokens again only as padding, so each row's real columns stay contiguous.
+        """
+
+        def __init__(
+            self, keys: torch.Tensor | None, values: torch.Tensor | None, filled: int, capacity: int
+        ):
+            super().__init__()
+            self.buffer_keys = keys
+            self.buffer_values = values
+            self.capacity = capacity
+            self.keep: torch.Tensor | None = None
+            if keys is not None:
+                self.device = keys.device
+                self.is_initialized = True
+                self._fill_to(filled)
+            else:
+                self.filled = 0
+
+        def _fill_to(self, filled: int) -> None:
+            assert self.buffer_keys is not None and self.buffer_values is not None
+            self.filled = filled
+            self.keys = self.buffer_keys[:, :, :filled]
+            self.values = self.buffer_values[:, :, :filled]
+
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+            rows, heads, _, dim = key_states.shape
+            shape = (rows, heads, self.capacity, dim)
+            self.buffer_keys = torch.empty(shape, dtype=key_states.dtype, device=key_states.device)
+            self.buffer_values = torch.empty(
+                (rows, value_states.shape[1], self.capacity, value_states.shape[3]),
+                dtype=value_states.dtype,
+                device=value_states.device,
+            )
+            self.device = key_states.device
+            self.is_initialized = True
+            self._fill_to(0)
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            start = self.filled
+            end = start + key_states.shape[-2]
+            if end > self.capacity:
+                self.resize(start, max(end, 2 * self.capacity))
+            assert self.buffer_keys is not None and self.buffer_values is not None
+            keys = self.buffer_keys[:, :, start:end]
+            values = self.buffer_values[:, :, start:end]
+            if self.keep is not None:
+                key_states = torch.where(self.keep, keys, key_states)
+                value_states = torch.where(self.keep, values, value_states)
+                self.keep = None
+            keys.copy_(key_states)
+            values.copy_(value_states)
+            self._fill_to(end)
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.filled
+
+        def resize(self, width: int, capacity: int) -> None:
+            """Right-align the filled columns in `width` columns (left-padding with zeros), with room
+            for `capacity` columns in all."""
+            assert self.buffer_keys is not None and self.buffer_values is not None
+            keys, values = self.keys, self.values
+            rows, heads, _, dim = keys.shape
+            self.buffer_keys = keys.new_zeros((rows, heads, capacity, dim))
+            self.buffer_values = values.new_zeros((rows, values.shape[1], capacity, values.shape[3]))
+            assert self.filled <= width <= capacity
+            self.buffer_keys[:, :, width - self.filled : width] = keys
+            self.buffer_values[:, :, width - self.filled : width] = values
+            self.capacity = capacity
+            self._fill_to(width)
+
+        def drop_columns(self, first: int) -> None:
+            """Forget the first `first` columns (a view: nothing is copied)."""
+            assert self.buffer_keys is not None and self.buffer_values is not None
+            self.buffer_keys = self.buffer_keys[:, :, first:]
+            self.buffer_values = self.buffer_values[:, :, first:]
+            self.capacity -= first
+            self._fill_to(self.filled - first)
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            assert self.buffer_keys is not None and self.buffer_values is not None
+            self.buffer_keys = self.buffer_keys[indices]
+            self.buffer_values = self.buffer_values[indices]
+            self._fill_to(self.filled)
+
+    return _BatchLayer
 
 
 @contextlib.contextmanager
@@ -387,6 +545,7 @@ class LocalEngine:
                 f"{folder}: LocalEngine batches full-attention models only; "
                 f"this one has {', '.join(unsupported)}"
             )
+        self._num_layers = len(probe.layers)
         parameters = inspect.signature(self.model.forward).parameters
         if "cache" in parameters:
             self._cache_argument = "cache"
@@ -424,7 +583,11 @@ class LocalEngine:
         self._cached: OrderedDict[str, _Session] = OrderedDict()
         """Idle sessions holding a KV cache, least recently used first."""
         self._cached_tokens = 0
+        self._views: list[_Session] = []
+        """Sessions whose kept cache may still be a view of a batch buffer."""
         self._waiting: list[_Job] = []
+        self._running_rows = 0
+        """Rows in running batches, as the worker last counted them."""
         self._outbox: list[tuple[_Job, Generation | ModelError]] = []
         """Answers the worker has made but not yet handed to the callers' event loops."""
         self._batches: list[_Batch] = []
@@ -437,6 +600,7 @@ class LocalEngine:
                 "decode_forwards",
                 "prefilled_tokens",
                 "reused_tokens",
+                "shared_tokens",
                 "sampled_tokens",
                 "lru_evictions",
                 "ttl_evictions",
@@ -568,7 +732,10 @@ class LocalEngine:
                 if self._closing:
                     raise ModelError(f"{self.name} is closed")
                 self._waiting.append(job)
-                self._wake.notify()
+                # The worker times its own admission window; it needs waking only to open one, or
+                # when the batch is full (each wake-up costs the callers' thread a GIL hand-off).
+                if len(self._waiting) == 1 or len(self._waiting) >= self.max_batch_size - self._running_rows:
+                    self._wake.notify()
         except BaseException:
             self._release(session)
             raise
@@ -610,7 +777,6 @@ class LocalEngine:
                 try:
                     if jobs:
                         self._admit(jobs)
-                        self._flush()
                     for batch in list(self._batches):
                         self._decode_step(batch)
                     self._flush()
@@ -632,15 +798,23 @@ class LocalEngine:
                 if self._closing:
                     return None
                 running = sum(len(batch.jobs) for batch in self._batches)
+                self._running_rows = running
                 capacity = self.max_batch_size - running
                 now = time.perf_counter()
                 if self._waiting and capacity > 0:
                     # Admit once arrivals pause for `batch_wait_s` (a burst of requests, e.g. every
                     # episode answering at once, is prefilled together), or when the oldest has
-                    # waited `_MAX_WAITS` windows, or when the batch would be full.
+                    # waited `_MAX_WAITS` windows, or when the batch would be full. While fewer
+                    # wait than are decoding, the pause is not enough: those few would cost a
+                    # forward pass per step of their own, and the running rows, done in a few
+                    # steps, will soon bring their next requests to share a prefill with them.
                     oldest = min(job.submitted for job in self._waiting)
-                    newest = max(job.submitted for job in self._waiting)
-                    admit_at = min(newest + self.batch_wait_s, oldest + _MAX_WAITS * self.batch_wait_s)
+                    latest = oldest + _MAX_WAITS * self.batch_wait_s
+                    if len(self._waiting) >= running:
+                        newest = max(job.submitted for job in self._waiting)
+                        admit_at = min(newest + self.batch_wait_s, latest)
+                    else:
+                        admit_at = latest
                     if len(self._waiting) >= capacity or now >= admit_at:
                         # Program-level FCFS: the session that started first goes first.
                         self._waiting.sort(key=lambda job: (job.session.opened, job.submitted))
@@ -692,74 +866,115 @@ class LocalEngine:
     def _prefill_groups(self, jobs: list[_Job]) -> list[list[_Job]]:
         """Split jobs into prefill batches whose padding stays a small share of the real work.
 
-        Sorted by cached length, so sessions at similar depths share a batch: padded past columns
-        cost attention in this pass and in every decode step after it.
+        Sorted by context length, so sessions at similar depths share a batch: padded columns cost
+        attention in this pass and in every decode step after it, padded new tokens cost a whole
+        forward pass each.
         """
         groups: list[list[_Job]] = []
         current: list[_Job] = []
-        real_new = real_past = longest_new = longest_past = 0
-        for job in sorted(jobs, key=lambda j: (j.past_len, len(j.session.ids))):
-            new = len(job.session.ids) - job.past_len
-            rows = len(current) + 1
+        computed = real_new = real_width = longest_new = longest_width = 0
+        previous: tuple[int, ...] | None = None
+        # Identical contexts (nothing kept) sort next to each other and cost nothing extra: they
+        # are computed once (see `_prefill`).
+        keyed = [(job, tuple(job.session.ids) if not job.past_len else None) for job in jobs]
+        keyed.sort(key=lambda pair: (len(pair[0].session.ids), pair[0].past_len, pair[1] or ()))
+        for job, key in keyed:
+            if current and key is not None and key == previous:
+                current.append(job)
+                continue
+            previous = key
+            width = len(job.session.ids)
+            new = width - job.past_len
+            rows = computed + 1
             padded_new = rows * max(longest_new, new)
-            padded_past = rows * max(longest_past, job.past_len)
+            padded_width = rows * max(longest_width, width)
             if current and (
                 padded_new > self.max_prefill_tokens
                 or padded_new > 1.5 * (real_new + new) + 16 * rows
-                or padded_past > 1.25 * (real_past + job.past_len) + 32 * rows
+                or padded_width > 1.25 * (real_width + width) + 32 * rows
             ):
                 groups.append(current)
-                current, real_new, real_past, longest_new, longest_past = [], 0, 0, 0, 0
+                current, computed, real_new, real_width, longest_new, longest_width = [], 0, 0, 0, 0, 0
             current.append(job)
+            computed += 1
             real_new += new
-            real_past += job.past_len
+            real_width += width
             longest_new = max(longest_new, new)
-            longest_past = max(longest_past, job.past_len)
+            longest_width = max(longest_width, width)
         if current:
             groups.append(current)
         return groups
 
     def _prefill(self, jobs: list[_Job]) -> None:
+        """One forward pass over the jobs' new tokens, each row reading its kept cache.
+
+        Rows are right-aligned: row r's context fills the last len(ids) columns. The query window
+        is the last `new` columns (the most any row has to compute); a row with less to compute
+        feeds the tail of its kept context there too (or padding when it has none), and its kept
+        keys and values win over the recomputed ones (`_BatchLayer.keep`).
+
+        Jobs with nothing kept whose contexts are identical (the same first prompt in many
+        episodes, a GRPO group) are computed once: their twins get copies of its keys, values and
+        logits, then sample on their own.
+        """
         import torch
 
         started = time.perf_counter()
-        pasts = [job.past_len for job in jobs]
-        feeds = [job.session.ids[job.past_len :] for job in jobs]
-        longest_past = max(pasts)
-        longest_feed = max(len(feed) for feed in feeds)
-        width = longest_past + longest_feed
-        rows = len(jobs)
-        input_ids = torch.full((rows, longest_feed), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((rows, width), dtype=torch.long)
-        positions = torch.zeros((rows, longest_feed), dtype=torch.long)
-        for row, (past, feed) in enumerate(zip(pasts, feeds, strict=True)):
-            input_ids[row, : len(feed)] = torch.tensor(feed, dtype=torch.long)
-            mask[row, longest_past - past : longest_past + len(feed)] = 1
-            positions[row] = torch.arange(past, past + longest_feed)
+        unique: list[_Job] = []
+        source: list[int] = []
+        """Per job, the row of `unique` that computes it."""
+        seen: dict[tuple[int, ...], int] = {}
+        for job in jobs:
+            if job.past_len:
+                source.append(len(unique))
+                unique.append(job)
+                continue
+            key = tuple(job.session.ids)
+            row = seen.get(key)
+            if row is None:
+                row = seen[key] = len(unique)
+                unique.append(job)
+            source.append(row)
+        lengths = [len(job.session.ids) for job in unique]
+        pasts = [job.past_len for job in unique]
+        feeds = [length - past for length, past in zip(lengths, pasts, strict=True)]
+        new = max(feeds)
+        width = max(lengths)
+        pad = self._pad_id
+        input_rows: list[list[int]] = []
+        for job, length in zip(unique, lengths, strict=True):
+            tail = job.session.ids[max(0, length - new) :]
+            input_rows.append([pad] * (new - len(tail)) + tail if len(tail) < new else tail)
+        input_ids = torch.tensor(input_rows, dtype=torch.long)
+        length_column = torch.tensor(lengths, dtype=torch.long).unsqueeze(1)
+        positions = (torch.arange(new, dtype=torch.long).unsqueeze(0) + (length_column - new)).clamp_(min=0)
         if self.max_positions is not None:
             positions.clamp_(max=self.max_positions - 1)
+        mask = (torch.arange(width, dtype=torch.long).unsqueeze(0) >= (width - length_column)).long()
+        starts = [width - lengths[row] for row in source]
         try:
-            cache = self._new_cache(self._assemble_pasts(jobs, longest_past) if longest_past else None)
-            last = torch.tensor([[len(feed) - 1] for feed in feeds], dtype=torch.long)
-            logits = self._forward(
-                input_ids, mask, positions, cache, last.to(self.device) if longest_feed > 1 else 1
-            )
-            if logits.shape[1] != 1:
-                # The model ignored per-row `logits_to_keep`: pick each row's last real position.
-                logits = logits[torch.arange(rows), last[:, 0].to(logits.device)].unsqueeze(1)
-            tokens, logprobs = self._sample(logits[:, -1], jobs)
+            cache = self._prefill_cache(unique, width, new, feeds)
+            logits = self._forward(input_ids, mask, positions, cache, 1)[:, -1]
+            if len(unique) < len(jobs):
+                index = torch.tensor(source, dtype=torch.long)
+                cache.batch_select_indices(index.to(self.device))
+                mask = mask[index]
+                logits = logits[index.to(logits.device)]
+            tokens, logprobs = self._sample(logits, jobs)
         except Exception as exc:  # noqa: BLE001 - a failed forward fails its calls, not the engine
             for job in jobs:
+                job.past = None
                 self._fail(job, ModelError(f"{self.name} prefill failed: {type(exc).__name__}: {exc}"))
             return
         with self._lock:
             self._counts["prefill_forwards"] += 1
-            self._counts["prefilled_tokens"] += sum(len(feed) for feed in feeds)
+            self._counts["prefilled_tokens"] += sum(feeds)
             self._counts["reused_tokens"] += sum(pasts)
+            self._counts["shared_tokens"] += sum(len(job.session.ids) for job in jobs) - sum(lengths)
         elapsed = time.perf_counter() - started
         for job in jobs:
             job.prefill_s = elapsed
-        batch = _Batch(cache=cache, mask=mask.to(self.device), jobs=jobs)
+        batch = _Batch(cache=cache, mask=mask.to(self.device), jobs=jobs, starts=starts)
         self._advance(batch, tokens, logprobs)
         if batch.jobs:
             self._batches.append(batch)
@@ -769,35 +984,49 @@ class LocalEngine:
                 first, second, *rest = self._batches
                 self._batches = [self._merge(first, second), *rest]
 
-    def _assemble_pasts(self, jobs: list[_Job], longest_past: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _prefill_cache(self, jobs: list[_Job], width: int, new: int, feeds: list[int]) -> DynamicCache:
+        """The batch cache for a prefill: each row's kept keys and values placed right-aligned,
+        room for its decode steps, and the `keep` mask of kept columns inside the query window."""
         import torch
 
-        template = next(job.past for job in jobs if job.past is not None)
-        assert template is not None
-        layers = []
-        for layer, (keys, values) in enumerate(template):
-            batch_keys = torch.zeros(
-                (len(jobs), keys.shape[0], longest_past, keys.shape[2]), dtype=keys.dtype, device=keys.device
-            )
-            batch_values = torch.zeros(
-                (len(jobs), values.shape[0], longest_past, values.shape[2]),
-                dtype=values.dtype,
-                device=values.device,
-            )
-            for row, job in enumerate(jobs):
-                if job.past is not None and job.past_len:
-                    batch_keys[row, :, longest_past - job.past_len :] = job.past[layer][0]
-                    batch_values[row, :, longest_past - job.past_len :] = job.past[layer][1]
-            layers.append((batch_keys, batch_values))
+        layer_class = _batch_layer_class()
+        capacity = width + max(job.max_new for job in jobs) - 1
+        template = next((job.past for job in jobs if job.past is not None and job.past_len), None)
+        if template is None:
+            # Nothing kept: the first update allocates the buffers.
+            layers = [layer_class(None, None, 0, capacity) for _ in range(self._num_layers)]
+        else:
+            layers = []
+            for layer, (keys, values) in enumerate(template):
+                buffer_keys = keys.new_zeros((len(jobs), keys.shape[0], capacity, keys.shape[2]))
+                buffer_values = values.new_zeros((len(jobs), values.shape[0], capacity, values.shape[2]))
+                for row, job in enumerate(jobs):
+                    if job.past is not None and job.past_len:
+                        start = width - len(job.session.ids)
+                        buffer_keys[row, :, start : start + job.past_len] = job.past[layer][0]
+                        buffer_values[row, :, start : start + job.past_len] = job.past[layer][1]
+                layers.append(layer_class(buffer_keys, buffer_values, width - new, capacity))
+            if any(job.past_len and feed < new for job, feed in zip(jobs, feeds, strict=True)):
+                feed_column = torch.tensor(feeds, dtype=torch.long, device=template[0][0].device).unsqueeze(1)
+                window = torch.arange(new, dtype=torch.long, device=feed_column.device).unsqueeze(0)
+                keep = (window < new - feed_column).view(len(jobs), 1, new, 1)
+                for layer_cache in layers:
+                    layer_cache.keep = keep
         for job in jobs:
             job.past = None
-        return layers
+        return self._new_cache(layers)
 
-    def _new_cache(self, layers: list[tuple[torch.Tensor, torch.Tensor]] | None) -> DynamicCache:
-        """A cache for this model, filled with `layers` (batch-first keys and values) if given."""
+    def _new_cache(self, layers: list[Any]) -> DynamicCache:
+        """A `DynamicCache` for this model whose layers are `_BatchLayer`s."""
         from transformers import DynamicCache
 
-        return DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        cache = DynamicCache(config=self.model.config)
+        if len(cache.layers) != len(layers):
+            raise ModelError(
+                f"{self.name}: the model's cache has {len(cache.layers)} layers, not {len(layers)}"
+            )
+        cache.layers = layers
+        return cache
 
     def _forward(
         self,
@@ -874,6 +1103,7 @@ class LocalEngine:
         import torch
 
         keep: list[int] = []
+        layers = batch.cache.layers
         for row, job in enumerate(batch.jobs):
             if job.finish is None:
                 keep.append(row)
@@ -881,9 +1111,11 @@ class LocalEngine:
             if job.finish == "cancelled":
                 self._abandon(job)
                 continue
-            real = batch.mask[row].nonzero(as_tuple=True)[0]
-            kv = [(keys[row][:, real], values[row][:, real]) for keys, values, *_ in batch.cache]
-            self._complete(job, kv, int(real.numel()))
+            start = batch.starts[row]
+            # Views, not copies: the next turn reads them into its own batch, and an ended
+            # session never needs them; `_sweep` copies out those of sessions that idle.
+            kv = [(layer.keys[row, :, start:], layer.values[row, :, start:]) for layer in layers]
+            self._complete(job, kv, layers[0].filled - start)
         if len(keep) == len(batch.jobs):
             return
         batch.jobs = [batch.jobs[row] for row in keep]
@@ -892,13 +1124,14 @@ class LocalEngine:
         index = torch.tensor(keep, dtype=torch.long, device=batch.mask.device)
         batch.cache.batch_select_indices(index)
         batch.mask = batch.mask[index]
-        first = int(batch.mask.any(0).int().argmax())
+        batch.starts = [batch.starts[row] for row in keep]
+        first = min(batch.starts)
         if first >= _TRIM_MIN_COLUMNS and 4 * first >= batch.mask.shape[1]:
             # Columns only departed rows needed: drop them so attention stops reading them.
-            batch.cache = self._new_cache(
-                [(keys[:, :, first:], values[:, :, first:]) for keys, values, *_ in batch.cache]
-            )
+            for layer in batch.cache.layers:
+                layer.drop_columns(first)
             batch.mask = batch.mask[:, first:]
+            batch.starts = [start - first for start in batch.starts]
 
     def _merge(self, running: _Batch, joining: _Batch) -> _Batch:
         """One batch from two, left-padding the narrower one's cache and mask."""
@@ -906,17 +1139,26 @@ class LocalEngine:
         from torch.nn.functional import pad
 
         width = max(running.mask.shape[1], joining.mask.shape[1])
-
-        def widen(tensor: torch.Tensor) -> torch.Tensor:
-            missing = width - tensor.shape[-2]
-            return pad(tensor, (0, 0, missing, 0)) if missing else tensor
-
-        layers = [
-            (torch.cat([widen(k1), widen(k2)]), torch.cat([widen(v1), widen(v2)]))
-            for (k1, v1, *_), (k2, v2, *_) in zip(running.cache, joining.cache, strict=True)
-        ]
+        jobs = running.jobs + joining.jobs
+        capacity = width + max(job.max_new - len(job.sampled) for job in jobs)
+        layer_class = _batch_layer_class()
+        layers = []
+        for first, second in zip(running.cache.layers, joining.cache.layers, strict=True):
+            for part in (first, second):
+                part.resize(width, capacity)
+            layers.append(
+                layer_class(
+                    torch.cat([first.buffer_keys, second.buffer_keys]),
+                    torch.cat([first.buffer_values, second.buffer_values]),
+                    width,
+                    capacity,
+                )
+            )
         masks = [pad(m, (width - m.shape[1], 0)) for m in (running.mask, joining.mask)]
-        return _Batch(cache=self._new_cache(layers), mask=torch.cat(masks), jobs=running.jobs + joining.jobs)
+        starts = [
+            start + width - batch.mask.shape[1] for batch in (running, joining) for start in batch.starts
+        ]
+        return _Batch(cache=self._new_cache(layers), mask=torch.cat(masks), jobs=jobs, starts=starts)
 
     def _sample(self, logits: torch.Tensor, jobs: list[_Job]) -> tuple[list[int], list[float]]:
         """One token per row (see the module docstring), and its raw log-prob."""
@@ -995,7 +1237,8 @@ class LocalEngine:
             session.last_used = time.monotonic()
             # The cache covers every id but the last sampled one, which the next turn feeds.
             if session.key is not None and not session.ended and kv_len == len(session.ids) - 1:
-                session.kv, session.kv_len = kv, kv_len
+                session.kv, session.kv_len, session.kv_view = kv, kv_len, True
+                self._views.append(session)
                 self._cached[session.key] = session
                 self._cached_tokens += kv_len
                 self._enforce_bound()
@@ -1074,7 +1317,7 @@ class LocalEngine:
     def _uncache(self, session: _Session) -> None:
         if session.kv is not None:
             self._cached_tokens -= session.kv_len
-            session.kv, session.kv_len = None, 0
+            session.kv, session.kv_len, session.kv_view = None, 0, False
         if session.key is not None and self._cached.get(session.key) is session:
             del self._cached[session.key]
 
@@ -1096,3 +1339,14 @@ class LocalEngine:
                     break
                 self._uncache(oldest)
                 self._counts["ttl_evictions"] += 1
+            # Kept caches that are views keep their whole batch's buffer alive: copy out those of
+            # sessions that idle, so the memory bound counts what is really held.
+            views, self._views = self._views, []
+            for session in views:
+                if session.kv is None or not session.kv_view:
+                    continue
+                if now - session.last_used < self._sweep_interval:
+                    self._views.append(session)
+                    continue
+                session.kv = [(keys.clone(), values.clone()) for keys, values in session.kv]
+                session.kv_view = False

@@ -45,13 +45,23 @@ class ModelSection(_Section):
 
 
 class SFTSection(_Section):
-    """The optional cold start: supervised steps on episodes of random-legal play.
+    """The optional cold start: supervised learning on episodes of scripted play.
 
-    It teaches the answer format and legality, not strategy.
+    It teaches the answer format and legality, not strategy: the default teachers play uniformly
+    random legal moves. The episodes are played once into a dataset (every seat's turns, rendered
+    exactly as the policy would see them), then `steps` minibatch updates sweep it.
+
+    Fields:
+        steps: minibatch updates (0: no cold start).
+        episodes: episodes of scripted play in the dataset.
+        batch_rows: rows (one model context each) per update.
+        lr: learning rate (constant).
+        agents: the teacher agent spec per seat (cycled).
     """
 
     steps: int = Field(default=0, ge=0)
-    episodes_per_step: int = Field(default=64, ge=1)
+    episodes: int = Field(default=1000, ge=1)
+    batch_rows: int = Field(default=256, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     agents: list[str] = Field(default_factory=lambda: ["random", "random"])
 

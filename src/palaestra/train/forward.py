@@ -249,8 +249,10 @@ class TokenLogprobs:
     row_lengths: tuple[int, ...]
 
     def _split(self, values: torch.Tensor) -> list[torch.Tensor]:
-        counts = (self.row_offsets[1:] - self.row_offsets[:-1]).tolist()
-        return list(values.split(counts))
+        import torch
+
+        counts: list[int] = (self.row_offsets[1:] - self.row_offsets[:-1]).tolist()
+        return list(torch.split(values, counts))
 
     def per_row(self) -> list[torch.Tensor]:
         """One tensor per row: the log-probs of its loss-mask tokens in order."""
@@ -432,7 +434,8 @@ def _plan_whole_rows(
 ) -> None:
     length = max(len(ids[i]) for i in members)
     input_ids, valid = _right_padded([ids[i] for i in members], length)
-    gather, target_ids = [], []
+    gather: list[np.ndarray] = []
+    target_ids: list[np.ndarray] = []
     for batch_row, row in enumerate(members):
         positions = targets[row]
         gather.append(batch_row * length + positions - 1)
@@ -495,34 +498,35 @@ def _plan_shared_prefixes(
         if (targets[row] > split).any()
     ]
     for bucket in _buckets([len(ids[row]) - split for row, _, split in suffix_rows], overhead):
-        members = [suffix_rows[i] for i in bucket]
-        length = max(len(ids[row]) - split for row, _, split in members)
-        input_ids, suffix_valid = _right_padded([ids[row][split:] for row, _, split in members], length)
-        source_rows = np.array([group_row for _, group_row, _ in members], dtype=np.int64)
-        if prefix_valid is None and suffix_valid is None:
-            attention_mask = None
-        else:
-            cached = np.ones((len(members), prefix_length), dtype=np.int64)
+        chosen = [suffix_rows[i] for i in bucket]
+        length = max(len(ids[row]) - split for row, _, split in chosen)
+        input_ids, suffix_valid = _right_padded([ids[row][split:] for row, _, split in chosen], length)
+        source_rows = np.array([group_row for _, group_row, _ in chosen], dtype=np.int64)
+        attention_mask = None
+        if prefix_valid is not None or suffix_valid is not None:
+            # Keys are the cached prefix then the suffix: mask the padding of either.
+            cached = np.ones((len(chosen), prefix_length), dtype=np.int64)
             if prefix_valid is not None:
                 cached = prefix_valid[source_rows]
-            seen = np.ones((len(members), length), dtype=np.int64) if suffix_valid is None else suffix_valid
+            seen = np.ones((len(chosen), length), dtype=np.int64) if suffix_valid is None else suffix_valid
             attention_mask = np.concatenate([cached, seen], axis=1)
-        splits = np.array([split for _, _, split in members], dtype=np.int64)
+        splits = np.array([split for _, _, split in chosen], dtype=np.int64)
         position_ids = splits[:, None] + np.arange(length, dtype=np.int64)[None, :]
-        gather, target_ids = [], []
-        for batch_row, (row, _, split) in enumerate(members):
+        suffix_gather: list[np.ndarray] = []
+        suffix_targets: list[np.ndarray] = []
+        for batch_row, (row, _, split) in enumerate(chosen):
             after = targets[row] > split
             positions = targets[row][after]
-            gather.append(batch_row * length + positions - split - 1)
-            target_ids.append(ids[row][positions])
+            suffix_gather.append(batch_row * length + positions - split - 1)
+            suffix_targets.append(ids[row][positions])
             slots.by_row[row][after] = slots.take(len(positions))
         passes.append(
             _Pass(
                 input_ids,
                 attention_mask,
                 position_ids,
-                np.concatenate(gather),
-                np.concatenate(target_ids),
+                np.concatenate(suffix_gather),
+                np.concatenate(suffix_targets),
                 source=prefix_index,
                 source_rows=source_rows,
             )

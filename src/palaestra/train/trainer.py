@@ -48,7 +48,7 @@ from palaestra.train.checkpoint import (
 )
 from palaestra.train.config import TrainConfig
 from palaestra.train.evaluation import EvalCell, evaluate, opponents_for
-from palaestra.train.forward import TrainBatch, TrainRow, token_logprobs
+from palaestra.train.forward import TrainBatch, TrainRow, minibatch_indices, token_logprobs
 from palaestra.train.losses import importance_ratio_stats, ppo_objective
 from palaestra.train.rewards import Trajectory, trajectories_from_episodes
 from palaestra.train.rollouts import League, Seating, collect, policy_factory, teacher_factory
@@ -261,49 +261,63 @@ class Trainer:
     # ----- cold start ---------------------------------------------------------------------------
     async def _sft(self) -> None:
         sft = self.config.sft
-        optimizer = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=sft.lr)
-        for index in range(sft.steps):
-            started = time.perf_counter()
-            episodes: list[Episode] = []
-            for env_number, env_id in enumerate(self.config.rollout.envs):
-                players = env_spec(env_id).num_players
-                teachers = {
-                    f"{TEACHER}{seat}": teacher_factory(
-                        sft.agents[seat % len(sft.agents)], self.engine, self.template
-                    )
-                    for seat in range(players)
-                }
-                seating = Seating(labels=tuple(teachers), factories=teachers)
-                episodes += await collect(
-                    env_id,
-                    self._env_options(env_id),
-                    seating,
-                    episodes=sft.episodes_per_step,
-                    seed=self._seed("sft", index, env_number),
+        started = time.perf_counter()
+        episodes: list[Episode] = []
+        for env_number, env_id in enumerate(self.config.rollout.envs):
+            players = env_spec(env_id).num_players
+            teachers = {
+                f"{TEACHER}{seat}": teacher_factory(
+                    sft.agents[seat % len(sft.agents)], self.engine, self.template
                 )
-            trajectories = trajectories_from_episodes(episodes, config=self.config.rewards).trajectories
-            rows = [
-                TrainRow(tuple(r.input_ids), tuple(r.loss_mask)) for t in trajectories for r in t.token_rows()
-            ]
-            self.policy.train()
-            scored = token_logprobs(self.policy, TrainBatch.from_rows(rows))
-            loss = -scored.logprobs.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.algorithm.grad_clip)
-            optimizer.step()
+                for seat in range(players)
+            }
+            seating = Seating(labels=tuple(teachers), factories=teachers)
+            episodes += await collect(
+                env_id,
+                self._env_options(env_id),
+                seating,
+                episodes=sft.episodes,
+                seed=self._seed("sft", 0, env_number),
+            )
+        trajectories = trajectories_from_episodes(episodes, config=self.config.rewards).trajectories
+        rows = [
+            TrainRow(tuple(r.input_ids), tuple(r.loss_mask)) for t in trajectories for r in t.token_rows()
+        ]
+        if not rows:
+            raise TrainError("the cold start produced no training rows; check sft.agents")
+        dataset_s = time.perf_counter() - started
+        optimizer = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=sft.lr)
+        order: list[int] = []
+        self.policy.train()
+        try:
+            for index in range(sft.steps):
+                step_started = time.perf_counter()
+                if len(order) < sft.batch_rows:
+                    fresh = list(range(len(rows)))
+                    self.rng.shuffle(fresh)
+                    order += fresh
+                chunk, order = order[: sft.batch_rows], order[sft.batch_rows :]
+                scored = token_logprobs(self.policy, TrainBatch.from_rows([rows[i] for i in chunk]))
+                loss = -scored.logprobs.mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.algorithm.grad_clip)
+                optimizer.step()
+                record = {
+                    "phase": "sft",
+                    "sft_step": index + 1,
+                    "loss": float(loss.detach()),
+                    "tokens": int(scored.logprobs.numel()),
+                    "dataset_rows": len(rows),
+                    "dataset_s": dataset_s,
+                    "seconds": time.perf_counter() - step_started,
+                    "time_s": time.perf_counter() - self.started,
+                }
+                _append_jsonl(self.out / METRICS_FILE, record)
+                self.on_event("sft", record)
+        finally:
             self.policy.eval()
             self.engine.drop_caches()
-            record = {
-                "phase": "sft",
-                "sft_step": index + 1,
-                "loss": float(loss.detach()),
-                "tokens": int(scored.logprobs.numel()),
-                "seconds": time.perf_counter() - started,
-                "time_s": time.perf_counter() - self.started,
-            }
-            _append_jsonl(self.out / METRICS_FILE, record)
-            self.on_event("sft", record)
 
     # ----- one RL step --------------------------------------------------------------------------
     def _env_options(self, env_id: str) -> dict[str, Any]:
@@ -415,7 +429,7 @@ class Trainer:
                 if not any(row.loss_mask):
                     continue
                 rows.append(
-                    TrainRow(tuple(row.input_ids), tuple(row.loss_mask), prefix_group=trajectory.game)
+                    TrainRow(tuple(row.input_ids), tuple(row.loss_mask), prefix_group=_prompt_key(row))
                 )
                 targets = [i for i, flag in enumerate(row.loss_mask) if flag]
                 row_advantages.append([float(per_turn[row.turn_index[i]]) for i in targets])
@@ -441,7 +455,15 @@ class Trainer:
             for epoch in range(algorithm.epochs):
                 if epoch:
                     self.rng.shuffle(order)
-                chunks = [order[i :: algorithm.minibatches] for i in range(algorithm.minibatches)]
+                if algorithm.minibatches > 1:
+                    # Whole prefix groups per minibatch, so shared prompts are computed once.
+                    shuffled = [rows[i] for i in order]
+                    chunks = [
+                        [order[j] for j in part]
+                        for part in minibatch_indices(shuffled, algorithm.minibatches, rng=self.rng)
+                    ]
+                else:
+                    chunks = [order]
                 for chunk in chunks:
                     if not chunk:
                         continue
@@ -579,6 +601,17 @@ class Trainer:
             shutil.rmtree(final)
         tmp.rename(final)
         return final
+
+
+def _prompt_key(row: Any) -> tuple[int, ...]:
+    """The row's ids up to its first sampled token: rows with the same key share that prompt.
+
+    Self-play revisits the same positions again and again (every game opens on the empty
+    board), so grouping rows by their exact prompt lets the forward pass compute each distinct
+    prompt once per batch.
+    """
+    first_target = row.loss_mask.index(1) if 1 in row.loss_mask else len(row.loss_mask)
+    return tuple(row.input_ids[:first_target])
 
 
 def _plain_state_dict(weights: dict[str, Any]) -> dict[str, Any]:

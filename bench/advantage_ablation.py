@@ -1,0 +1,126 @@
+"""Advantage estimators compared: `mars` vs `grpo` vs `reinforce` on tic-tac-toe and Kuhn poker.
+
+Every cell trains the tiny model with the shipped main-job config, changing only the estimator
+(and, for `grpo`, a same-seed group size, since its baseline is the group mean) and the game,
+with the same seeds and the same budget (`--steps`, `--seconds`). Evaluation runs every
+`--eval-every` steps against random (and the game's solver: minimax for tic-tac-toe, CFR for
+Kuhn), as first and second mover. Reported per cell: env steps until the win rate vs random
+reached 90% in both seats (or "not reached"), and the final win rates vs random and vs the
+solver (mean of the two seats). Runs go to `runs/advantage-ablation/<game>-<estimator>-s<seed>/`
+and are reused when finished.
+
+Run: .venv/bin/python bench/advantage_ablation.py [--seeds 0] [--steps 150] [--seconds 480]
+     [--estimators mars,grpo,reinforce] [--games tic_tac_toe-v0,kuhn_poker-v0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+SOLVER = {"tic_tac_toe-v0": "minimax", "kuhn_poker-v0": "cfr"}
+GROUP_SIZE = {"grpo": 8}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run_cell(game: str, estimator: str, seed: int, args: argparse.Namespace) -> Path:
+    out = args.out / f"{game}-{estimator}-s{seed}"
+    if (out / "final" / "config.json").is_file():
+        return out
+    overrides = {
+        "rollout.envs": json.dumps([game]),
+        "algorithm.estimator": estimator,
+        "rollout.group_size": GROUP_SIZE.get(estimator, 1),
+        "train.seed": seed,
+        "model.seed": seed,
+        "train.steps": args.steps,
+        "train.time_budget_s": args.seconds,
+        "eval.every": args.eval_every,
+        "eval.episodes": args.eval_episodes,
+        "eval.opponents": json.dumps({game: ["random", SOLVER[game]]}),
+        "train.out": out,
+    }
+    command = [sys.executable, "-m", "palaestra", "train", "--no-progress"]
+    for key, value in overrides.items():
+        command += ["--set", f"{key}={value}"]
+    if out.exists():
+        command.append("--resume")
+    subprocess.run(command, check=True)
+    return out
+
+
+def summarize(out: Path, game: str) -> dict[str, Any]:
+    metrics = {r["step"]: r for r in read_jsonl(out / "metrics.jsonl") if r.get("phase") == "rl"}
+    by_step: dict[int, dict[tuple[str, int], float]] = {}
+    for record in read_jsonl(out / "eval.jsonl"):
+        step = record["step"] if record["stage"] != "final" else max(metrics, default=0)
+        by_step.setdefault(step, {})[(record["opponent"], record["seat"])] = record["win_rate"]
+    reached = None
+    for step in sorted(by_step):
+        rates = by_step[step]
+        if rates.get(("random", 0), 0) >= 0.9 and rates.get(("random", 1), 0) >= 0.9:
+            reached = metrics.get(step, {}).get("env_steps", 0)
+            break
+    final = by_step[max(by_step)] if by_step else {}
+
+    def mean(opponent: str) -> float:
+        return (final.get((opponent, 0), 0.0) + final.get((opponent, 1), 0.0)) / 2
+
+    return {
+        "reached": reached,
+        "random": mean("random"),
+        "solver": mean(SOLVER[game]),
+        "env_steps": metrics[max(metrics)]["env_steps"] if metrics else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--seconds", type=float, default=480.0)
+    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--estimators", default="mars,grpo,reinforce")
+    parser.add_argument("--games", default="tic_tac_toe-v0,kuhn_poker-v0")
+    parser.add_argument("--out", type=Path, default=Path("runs/advantage-ablation"))
+    args = parser.parse_args()
+    table = Table(title="advantage estimators, same seeds and budget (tiny model)")
+    for column in (
+        "game",
+        "estimator",
+        "seed",
+        "env steps to 90% vs random",
+        "final win vs random",
+        "final win vs solver",
+        "env steps",
+    ):
+        table.add_column(column, justify="right")
+    for game in args.games.split(","):
+        for estimator in args.estimators.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                summary = summarize(run_cell(game, estimator, seed, args), game)
+                table.add_row(
+                    game,
+                    estimator,
+                    str(seed),
+                    f"{summary['reached']:,}" if summary["reached"] else "not reached",
+                    f"{100 * summary['random']:.1f}%",
+                    f"{100 * summary['solver']:.1f}% ({SOLVER[game]})",
+                    f"{summary['env_steps']:,}",
+                )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
