@@ -221,7 +221,7 @@ def test_compact_prompt_is_just_state_and_legal_actions() -> None:
     view = view_of(list(step.observations["player_1"]), env.legal_actions("player_1"), player="player_1")
     (message,) = CompactTemplate().render(view)
     assert message.role == "user"
-    assert message.content == "1|2|3\n4|X|6\n7|8|9\nYou are O.\nLegal: 1,2,3,4,6,7,8,9"
+    assert message.content == "Legal: 1,2,3,4,6,7,8,9\n1|2|3\n4|X|6\n7|8|9\nYou are O."
 
 
 def test_compact_prompt_flags_a_retry_and_keeps_dashed_rows() -> None:
@@ -230,7 +230,7 @@ def test_compact_prompt_flags_a_retry_and_keeps_dashed_rows() -> None:
         "GAME STATE:\n- - -\n=====\nX - O\nLEGAL ACTIONS: a"
     )
     view = view_of([user(text)], ["a"])
-    assert CompactTemplate().prompt_text(view) == "Invalid, again.\n- - -\nX - O\nLegal: a"
+    assert CompactTemplate().prompt_text(view) == "Invalid, again.\nLegal: a\n- - -\nX - O"
 
 
 def test_compact_prompt_without_a_game_block_shows_the_new_user_text() -> None:
@@ -633,9 +633,9 @@ def test_llm_tiny_plays_tic_tac_toe_against_random(tiny_cache: Path) -> None:
         assert len(generation.token_ids) <= 3  # the compact cap: longest legal action + 2
         # The compact prompt, rendered by the engine's chat template, is in the row in order.
         legal = ",".join(turn.legal_actions or [])
-        found = decoded.find(f"Legal: {legal}<|end|><|assistant|>", position)
+        found = decoded.find(f"Legal: {legal}\n", position)
         assert found >= position
         position = found + 1
     assert decoded.startswith(
-        "<|user|>1|2|3\n4|5|6\n7|8|9\nYou are X.\nLegal: 1,2,3,4,5,6,7,8,9<|end|><|assistant|>"
+        "<|user|>Legal: 1,2,3,4,5,6,7,8,9\n1|2|3\n4|5|6\n7|8|9\nYou are X.<|end|><|assistant|>"
     )
