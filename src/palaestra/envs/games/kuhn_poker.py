@@ -25,6 +25,7 @@ CARD_NAMES: tuple[str, ...] = ("J", "Q", "K")
 ACTIONS: tuple[str, ...] = ("pass", "bet")  # OpenSpiel ids 0 and 1
 PASS, BET = 0, 1
 ANTE = 1
+_STATE_TEXTS: dict[tuple[Any, ...], str] = {}
 _DEALS: tuple[tuple[int, int], ...] = tuple(itertools.permutations(range(3), 2))
 """Every ordered deal (card of player 0, card of player 1), equally likely."""
 
@@ -162,6 +163,15 @@ class KuhnPoker(TextGame):
         return ", ".join(words)
 
     def _state_text(self, seat: int) -> str:
+        # The text is a pure function of the (small) state; Kuhn has a few dozen states, so each
+        # text is built once per process.
+        key = (seat, self.cards[0], self.cards[1], tuple(self.bets), self.winner)
+        text = _STATE_TEXTS.get(key)
+        if text is None:
+            text = _STATE_TEXTS[key] = self._build_state_text(seat)
+        return text
+
+    def _build_state_text(self, seat: int) -> str:
         c0, c1 = self.contributions
         pot = c0 + c1
         if seat < 0:

@@ -18,6 +18,9 @@ LINES: tuple[tuple[int, int, int], ...] = (
     (0, 4, 8), (2, 4, 6),
 )  # fmt: skip
 CELL_NAMES: tuple[str, ...] = tuple(str(i + 1) for i in range(9))
+LINES_THROUGH: tuple[tuple[tuple[int, int, int], ...], ...] = tuple(
+    tuple(line for line in LINES if cell in line) for cell in range(9)
+)
 MARKS = ("X", "O")
 _BOARD = "{} | {} | {}\n---------\n{} | {} | {}\n---------\n{} | {} | {}"
 
@@ -47,31 +50,43 @@ class TicTacToe(TextGame):
         self.board: list[int] = [-1] * 9
         self.to_move = 0
         self.winner = -1
+        # Kept in step with `board` so a step never rebuilds them: the text of each cell and the
+        # free cells (both derived state, rebuilt by `_set_state`).
+        self._cells: list[str] = list(CELL_NAMES)
+        self._free: list[str] = list(CELL_NAMES)
 
     def _new_game(self, rng: random.Random, options: Mapping[str, Any]) -> None:
         self.board = [-1] * 9
         self.to_move = 0
         self.winner = -1
+        self._cells = list(CELL_NAMES)
+        self._free = list(CELL_NAMES)
 
     def _current_player(self) -> int:
         return self.to_move
 
     def _legal(self) -> list[str]:
-        board = self.board
-        return [CELL_NAMES[i] for i in range(9) if board[i] < 0]
+        return self._free[:]  # a copy: callers may keep it while the game moves on
 
     def _apply(self, action: str) -> None:
         cell = int(action) - 1
-        self.board[cell] = self.to_move
+        mark = self.to_move
+        board = self.board
+        board[cell] = mark
+        self._cells[cell] = MARKS[mark]
+        self._free.remove(action)
         self.history.append(cell)
-        self.winner = winner_of(self.board)
-        self.to_move = 1 - self.to_move
+        for a, b, c in LINES_THROUGH[cell]:  # only lines through the new mark can be complete
+            if board[a] == board[b] == board[c]:
+                self.winner = mark
+                break
+        self.to_move = 1 - mark
 
     def action_for_id(self, action_id: int) -> str:
         return CELL_NAMES[action_id]
 
     def _is_over(self) -> bool:
-        return self.winner >= 0 or -1 not in self.board
+        return self.winner >= 0 or not self._free
 
     def _returns(self) -> list[float]:
         if self.winner < 0:
@@ -83,7 +98,7 @@ class TicTacToe(TextGame):
         return f"You play {MARKS[seat]} and move {order}."
 
     def _state_text(self, seat: int) -> str:
-        text = _BOARD.format(*[MARKS[m] if m >= 0 else CELL_NAMES[i] for i, m in enumerate(self.board)])
+        text = _BOARD.format(*self._cells)
         if seat >= 0:
             return f"{text}\nYou are {MARKS[seat]}."
         return text
@@ -94,3 +109,5 @@ class TicTacToe(TextGame):
     def _set_state(self, state: Any) -> None:
         board, self.to_move, self.winner = state
         self.board = list(board)
+        self._cells = [MARKS[m] if m >= 0 else CELL_NAMES[i] for i, m in enumerate(self.board)]
+        self._free = [CELL_NAMES[i] for i in range(9) if self.board[i] < 0]
