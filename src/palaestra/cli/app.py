@@ -267,14 +267,14 @@ def play(
 
 def _eval_table(title: str, stages: dict[str, list[Any]]) -> Table:
     """Rows per (env, opponent, seat), columns per stage: win/draw/loss % and illegal %."""
-    table = Table(title=title)
+    table = Table(title=title, caption="W/D/L: the policy's win/draw/loss %; ill.: its illegal-action %")
     table.add_column("env")
-    table.add_column("opponent")
-    table.add_column("policy moves")
+    table.add_column("vs")
+    table.add_column("moves")
     names = list(stages)
     for name in names:
-        table.add_column(f"{name}\nwin/draw/loss %", justify="right")
-        table.add_column(f"{name}\nillegal %", justify="right")
+        table.add_column(f"{name} W/D/L", justify="right", no_wrap=True)
+        table.add_column("ill.", justify="right")
     keys = []
     for cells in stages.values():
         for cell in cells:
@@ -282,7 +282,8 @@ def _eval_table(title: str, stages: dict[str, list[Any]]) -> Table:
             if key not in keys:
                 keys.append(key)
     for env_id, opponent, seat in keys:
-        row = [env_id, opponent, "first" if seat == 0 else "second" if seat == 1 else f"seat {seat}"]
+        mover = "1st" if seat == 0 else "2nd" if seat == 1 else f"seat {seat}"
+        row = [env_id.removesuffix("-v0"), opponent, mover]
         for name in names:
             cell = next(
                 (c for c in stages[name] if (c.env_id, c.opponent, c.seat) == (env_id, opponent, seat)), None
@@ -291,7 +292,7 @@ def _eval_table(title: str, stages: dict[str, list[Any]]) -> Table:
                 row += ["-", "-"]
                 continue
             n = cell.episodes
-            row.append(f"{100 * cell.wins / n:.1f}/{100 * cell.draws / n:.1f}/{100 * cell.losses / n:.1f}")
+            row.append(f"{100 * cell.wins / n:.0f}/{100 * cell.draws / n:.0f}/{100 * cell.losses / n:.0f}")
             row.append(f"{100 * cell.illegal_rate:.1f}")
         table.add_row(*row)
     return table
