@@ -6,22 +6,27 @@ in one run; plus turns/s of the episode runner with the mock model.
 - naive: one `model.generate` per turn over the whole conversation, re-rendered from text and
   re-tokenized every turn, one call at a time (what a straightforward agent loop does).
 
-Both play `--episodes` concurrent self-play episodes (`play_episode` + `asyncio.gather`) with the
-same agent: `LLMAgent` with the tiny model's compact prompt template, sampling at temperature 1,
-in two memory modes: `session` (one model conversation per episode and seat, each turn extending
-it: the engine reuses the KV cache, the naive baseline re-reads the whole history) and `turn` (a
-fresh conversation every turn, `LLMAgent`'s default for the compact template: batching only).
-An untrained model's answers are mostly not legal moves, and tic-tac-toe ends the game at the
-first invalid move, so the bench agent maps an illegal answer to a legal move (by a hash of the
-text): games then run to their end (5-9 turns) and later turns exercise the cache. Rounds
-alternate engine and naive so that a change in machine load hits both alike.
+Both play `--episodes` concurrent self-play episodes through the runner (`run_episodes`, in
+memory, with its default turn and episode timeouts) with the same agent: `LLMAgent` with the tiny
+model's compact prompt template, sampling at temperature 1, in two memory modes: `session` (one
+model conversation per episode and seat, each turn extending it: the engine reuses the KV cache,
+the naive baseline re-reads the whole history) and `turn` (a fresh conversation every turn,
+`LLMAgent`'s default for the compact template: batching only). An untrained model's answers are
+mostly not legal moves, and tic-tac-toe ends the game at the first invalid move, so the bench
+agent maps an illegal answer to a legal move (by a hash of the text): games then run to their end
+(5-9 turns) and later turns exercise the cache. Rounds alternate engine and naive on the same
+seeds, so that a change in machine load hits both alike; the table reports medians over rounds,
+and "vs naive" is the median of the per-round ratios (engine round i against naive round i).
+
+The mock row is `run_episodes` with `LLMAgent` over `MockModel` in both seats (`--episodes` at a
+time): the runner's own overhead, env included.
 
 `torch` intra-op threads default to 1 here: on a CPU shared with other work, more threads than
 free cores can make each small forward pass many times slower (see `LocalEngine(threads=...)`).
 
 Targets (from the issue): engine >= 8x naive episodes/s; mock runner >= 20,000 turns/s.
 
-Run: .venv/bin/python bench/rollout_throughput.py [--episodes 64] [--rounds 2] [--threads 1]
+Run: .venv/bin/python bench/rollout_throughput.py [--episodes 64] [--rounds 5] [--threads 1]
      [--device auto] [--mock-episodes 2000] [--memory session,turn]
 """
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import threading
 import time
 import zlib
@@ -42,11 +48,10 @@ from rich.table import Table
 from palaestra.agents.base import AgentView, Decision
 from palaestra.agents.llm import LLMAgent
 from palaestra.core.records import Episode, Generation
-from palaestra.core.registry import make
 from palaestra.models.base import GenerationRequest, Model
 from palaestra.models.local import LocalEngine, message_to_template
 from palaestra.models.mock import MockModel
-from palaestra.rollout.episode import play_episode
+from palaestra.rollout.runner import RunConfig, run_episodes
 
 ENV_ID = "tic_tac_toe-v0"
 ENGINE_TARGET = 8.0
@@ -56,8 +61,10 @@ MOCK_TARGET = 20_000.0
 class LenientAgent:
     """An `LLMAgent` whose illegal answers become a legal move chosen by a hash of the text."""
 
-    def __init__(self, model: Model, memory: str) -> None:
-        self.inner = LLMAgent(model, template="compact", temperature=1.0, memory=memory)
+    def __init__(self, model: Model, memory: str, session_prefix: str = "") -> None:
+        self.inner = LLMAgent(
+            model, template="compact", temperature=1.0, memory=memory, session_prefix=session_prefix
+        )
 
     async def act(self, view: AgentView) -> Decision:
         decision = await self.inner.act(view)
@@ -132,71 +139,68 @@ class NaiveGenerateModel:
 
 
 @dataclass
-class Tally:
-    episodes: int = 0
-    turns: int = 0
-    errors: int = 0
-    seconds: float = 0.0
+class Round:
+    """One timed round of one backend: `episodes` concurrent episodes through the runner."""
 
-    def add(self, episodes: list[Episode], seconds: float) -> None:
-        self.episodes += len(episodes)
-        self.turns += sum(len(e.turns) for e in episodes)
-        self.errors += sum(e.status != "ok" for e in episodes)
-        self.seconds += seconds
+    episodes: int
+    turns: int
+    errors: int
+    seconds: float
+
+    @property
+    def episodes_per_s(self) -> float:
+        return self.episodes / self.seconds
+
+    @property
+    def turns_per_s(self) -> float:
+        return self.turns / self.seconds
 
 
-async def play_wave(
-    model: Model, count: int, first_seed: int, label: str, memory: str
-) -> tuple[list[Episode], float]:
-    """`count` concurrent self-play episodes; both seats share `model`."""
+async def play_round(model: Model, count: int, first_seed: int, label: str, memory: str) -> Round:
+    """`count` concurrent self-play episodes through `run_episodes` (in memory, its default
+    timeouts); both seats share `model`. Episode i is reset with seed `first_seed + i`."""
+    spec = f"llm:{label}"
+    prefix = f"{label}-{memory}-{first_seed}/"
 
-    async def one(index: int) -> Episode:
-        env = make(ENV_ID)
-        agents = {player: LenientAgent(model, memory) for player in env.players}
-        try:
-            return await play_episode(
-                env,
-                agents,
-                episode_id=f"{label}-{index:06d}",
-                seed=first_seed + index,
-                env_id=ENV_ID,
-                agent_specs=dict.fromkeys(env.players, f"llm:{label}"),
-            )
-        finally:
-            for agent in agents.values():
-                await agent.close()
+    def make_agent() -> LenientAgent:
+        return LenientAgent(model, memory, session_prefix=prefix)
 
+    config = RunConfig(env_id=ENV_ID, agents=[spec, spec], episodes=count, seed=first_seed, concurrency=count)
+    finished: list[Episode] = []
     started = time.perf_counter()
-    episodes = await asyncio.gather(*(one(i) for i in range(count)))
-    return list(episodes), time.perf_counter() - started
+    await run_episodes(config, None, factories={spec: make_agent}, on_episode=finished.append)
+    seconds = time.perf_counter() - started
+    return Round(
+        episodes=len(finished),
+        turns=sum(len(e.turns) for e in finished),
+        errors=sum(e.status != "ok" for e in finished),
+        seconds=seconds,
+    )
 
 
-async def mock_turns(total: int, concurrency: int) -> Tally:
-    """The runner's own speed: episodes with `LLMAgent` over `MockModel`, `concurrency` at a time."""
+async def mock_round(total: int, concurrency: int) -> Round:
+    """The runner's own speed: `run_episodes` (in memory, default turn and episode timeouts) with
+    `LLMAgent` over `MockModel` in both seats, `concurrency` episodes at a time."""
     model = MockModel()
-    gate = asyncio.Semaphore(concurrency)
-    tally = Tally()
+    config = RunConfig(
+        env_id=ENV_ID, agents=["llm:mock", "llm:mock"], episodes=total, concurrency=concurrency
+    )
+    counts = {"episodes": 0, "turns": 0, "errors": 0}
 
-    async def one(index: int) -> Episode:
-        async with gate:
-            env = make(ENV_ID)
-            agents = {player: LLMAgent(model) for player in env.players}
-            episode = await play_episode(
-                env,
-                agents,
-                episode_id=f"mock-{index:06d}",
-                seed=index,
-                env_id=ENV_ID,
-                agent_specs=dict.fromkeys(env.players, "llm:mock"),
-            )
-            for agent in agents.values():
-                await agent.close()
-            return episode
+    def count(episode: Episode) -> None:
+        counts["episodes"] += 1
+        counts["turns"] += len(episode.turns)
+        counts["errors"] += episode.status != "ok"
 
     started = time.perf_counter()
-    episodes = await asyncio.gather(*(one(i) for i in range(total)))
-    tally.add(list(episodes), time.perf_counter() - started)
-    return tally
+    await run_episodes(config, None, factories={"llm:mock": lambda: LLMAgent(model)}, on_episode=count)
+    seconds = time.perf_counter() - started
+    await model.close()
+    return Round(seconds=seconds, **counts)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -212,39 +216,47 @@ async def main_async(args: argparse.Namespace) -> None:
     console = Console(width=120)
     console.print(f"model {path} on {device}, torch threads {torch.get_num_threads()}")
 
-    # Warm-up (not timed): first calls pay for lazy initialisation.
-    await play_wave(engine, 4, 10_000, "engine", "session")
-    await play_wave(naive, 2, 10_000, "naive", "session")
-
     memories = [m.strip() for m in args.memory.split(",") if m.strip()]
-    tallies: dict[tuple[str, str], Tally] = {}
-    reuse: dict[str, float] = {}
+    # Warm-up (not timed): first calls pay for lazy initialisation.
+    for memory in memories:
+        await play_round(engine, 4, 10_000, "engine", memory)
+        await play_round(naive, 2, 10_000, "naive", memory)
+    await mock_round(200, args.episodes)
+
+    rounds: dict[tuple[str, str], list[Round]] = {}
+    reuse: dict[str, tuple[int, int, int]] = {}
     for memory in memories:
         before = engine.stats()
         for round_index in range(args.rounds):
+            # Engine and naive alternate, on the same seeds: a change in machine load hits both.
             for label, model in (("engine", engine), ("naive", naive)):
-                seed = round_index * args.episodes
-                episodes, seconds = await play_wave(model, args.episodes, seed, label, memory)
-                tallies.setdefault((label, memory), Tally()).add(episodes, seconds)
-                turns = sum(len(e.turns) for e in episodes)
-                console.print(f"{memory} round {round_index + 1} {label}: {seconds:.2f}s, {turns} turns")
+                result = await play_round(model, args.episodes, round_index * args.episodes, label, memory)
+                rounds.setdefault((label, memory), []).append(result)
+                console.print(
+                    f"{memory} round {round_index + 1} {label}: {result.seconds:.2f}s, {result.turns} turns"
+                )
         after = engine.stats()
-        reused = after.reused_tokens - before.reused_tokens
-        reuse[memory] = reused / max(1, reused + after.prefilled_tokens - before.prefilled_tokens)
+        reuse[memory] = (
+            after.prefilled_tokens - before.prefilled_tokens,
+            after.reused_tokens - before.reused_tokens,
+            after.shared_tokens - before.shared_tokens,
+        )
     stats = engine.stats()
     await engine.close()
     await naive.close()
+    mock_rounds = [await mock_round(args.mock_episodes, args.episodes) for _ in range(args.rounds)]
 
-    mock = await mock_turns(args.mock_episodes, args.episodes)
-
-    table = Table(title=f"{args.episodes} concurrent {ENV_ID} self-play episodes, tiny model ({device})")
+    table = Table(
+        title=f"{args.episodes} concurrent {ENV_ID} self-play episodes, tiny model ({device}); "
+        f"medians of {args.rounds} rounds"
+    )
     columns = (
         "backend",
         "memory",
         "episodes",
         "turns",
         "errors",
-        "seconds",
+        "s/round",
         "episodes/s",
         "turns/s",
         "vs naive",
@@ -252,58 +264,63 @@ async def main_async(args: argparse.Namespace) -> None:
     for column in columns:
         table.add_column(column, justify="left" if column in ("backend", "memory") else "right")
     speedups: dict[str, float] = {}
-    for (label, memory), tally in tallies.items():
-        rate = tally.episodes / tally.seconds
-        naive_tally = tallies[("naive", memory)]
-        speedup = rate / (naive_tally.episodes / naive_tally.seconds)
+    for (label, memory), results in rounds.items():
+        # Paired per round (engine round i against naive round i, run back to back), then the median.
+        paired = [
+            mine.episodes_per_s / theirs.episodes_per_s
+            for mine, theirs in zip(results, rounds[("naive", memory)], strict=True)
+        ]
         if label == "engine":
-            speedups[memory] = speedup
+            speedups[memory] = median(paired)
         table.add_row(
             label,
             memory,
-            str(tally.episodes),
-            str(tally.turns),
-            str(tally.errors),
-            f"{tally.seconds:.2f}",
-            f"{rate:.1f}",
-            f"{tally.turns / tally.seconds:.0f}",
-            f"{speedup:.1f}x",
+            str(sum(r.episodes for r in results)),
+            str(sum(r.turns for r in results)),
+            str(sum(r.errors for r in results)),
+            f"{median([r.seconds for r in results]):.2f}",
+            f"{median([r.episodes_per_s for r in results]):.1f}",
+            f"{median([r.turns_per_s for r in results]):.0f}",
+            f"{median(paired):.1f}x",
         )
+    mock_rate = median([r.turns_per_s for r in mock_rounds])
     table.add_row(
         "mock runner",
         "session",
-        str(mock.episodes),
-        str(mock.turns),
-        str(mock.errors),
-        f"{mock.seconds:.2f}",
-        f"{mock.episodes / mock.seconds:.0f}",
-        f"{mock.turns / mock.seconds:.0f}",
+        str(sum(r.episodes for r in mock_rounds)),
+        str(sum(r.turns for r in mock_rounds)),
+        str(sum(r.errors for r in mock_rounds)),
+        f"{median([r.seconds for r in mock_rounds]):.2f}",
+        f"{median([r.episodes_per_s for r in mock_rounds]):.0f}",
+        f"{mock_rate:.0f}",
         "",
     )
     console.print(table)
+    shares = []
+    for memory, (prefilled, reused, shared) in reuse.items():
+        total = max(1, prefilled + reused + shared)
+        shares.append(f"{memory}: {reused / total:.0%} from kept caches, {shared / total:.0%} shared")
     console.print(
         f"engine: {stats.prefill_forwards} prefill + {stats.decode_forwards} decode forwards for "
-        f"{stats.sampled_tokens} sampled tokens; prompt tokens read from kept caches: "
-        + ", ".join(f"{share:.0%} ({memory})" for memory, share in reuse.items())
+        f"{stats.sampled_tokens} sampled tokens; prompt tokens not computed: " + "; ".join(shares)
     )
     for memory, speedup in speedups.items():
         verdict = "ok" if speedup >= ENGINE_TARGET else "MISSED"
         console.print(
             f"engine vs naive ({memory} memory): {speedup:.1f}x (target >= {ENGINE_TARGET:g}x) {verdict}"
         )
-    mock_rate = mock.turns / mock.seconds
     verdict = "ok" if mock_rate >= MOCK_TARGET else "MISSED"
     console.print(f"mock runner: {mock_rate:,.0f} turns/s (target >= {MOCK_TARGET:,.0f}) {verdict}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--episodes", type=int, default=64, help="concurrent episodes per wave")
-    parser.add_argument("--rounds", type=int, default=2, help="timed waves per backend")
+    parser.add_argument("--episodes", type=int, default=64, help="concurrent episodes per round")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per backend (medians reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--model", default=None, help="model folder (default: the embedded tiny model)")
-    parser.add_argument("--mock-episodes", type=int, default=2000, help="episodes for the mock runner")
+    parser.add_argument("--mock-episodes", type=int, default=2000, help="episodes per mock runner round")
     parser.add_argument("--memory", default="session,turn", help="LLMAgent memory modes to compare")
     asyncio.run(main_async(parser.parse_args()))
 

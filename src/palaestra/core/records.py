@@ -8,7 +8,7 @@ field changes meaning; readers refuse versions they do not know.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
@@ -158,3 +158,23 @@ class Episode(BaseModel):
     @classmethod
     def from_json(cls, line: str | bytes) -> Episode:
         return cls.model_validate_json(line)
+
+
+_set_attribute = object.__setattr__
+RecordT = TypeVar("RecordT", bound=BaseModel)
+
+
+def trusted(cls: type[RecordT], values: dict[str, Any]) -> RecordT:
+    """`cls.model_construct(**values)` for hot paths that build every field themselves.
+
+    `values` must hold every field of `cls`, in declaration order; it becomes the record's
+    `__dict__` as it is (no validation, no defaults, no copy). The record equals what
+    `model_construct` returns, fields set included, at a quarter of the cost: rollouts build a
+    `Turn` and a `Generation` per model call.
+    """
+    record = cls.__new__(cls)
+    _set_attribute(record, "__dict__", values)
+    _set_attribute(record, "__pydantic_fields_set__", set(values))
+    _set_attribute(record, "__pydantic_extra__", None)
+    _set_attribute(record, "__pydantic_private__", None)
+    return record

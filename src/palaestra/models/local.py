@@ -82,7 +82,7 @@ _TRIM_MIN_COLUMNS = 64
 _MAX_RUNNING_BATCHES = 4
 """Prefilled groups decode as separate batches (merging copies every cache) until there are more
 than this many; then the two smallest are merged, bounding the forward passes per step."""
-_MAX_WAITS = 10
+_MAX_WAITS = 15
 """A waiting request is admitted at the latest this many `batch_wait_s` windows after it came."""
 
 
@@ -269,11 +269,15 @@ class _Session:
     ids: list[int] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)
     """Forced end-of-turn ids owed after the last reply; they open the next call's prompt ids."""
-    kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-    """Per layer (keys, values), each [kv_heads, kv_len, head_dim], covering `ids[:kv_len]`."""
+    kv: tuple[torch.Tensor, ...] | None = None
+    """Keys and values of `ids[:kv_len]`, one [slots, kv_heads, kv_len, head_dim] tensor per
+    `_Store` part."""
     kv_len: int = 0
     kv_view: bool = False
     """`kv` is still a view of its batch's buffer (`_sweep` copies it out once the session idles)."""
+    kv_home: tuple[_Store, int, int] | None = None
+    """(store, its generation, row) that `kv` is a view of, so the next turn may extend that row
+    where it is (`_prefill_in_place`) instead of copying it into a new batch."""
     replies: int = 0
     last_used: float = 0.0
     busy: bool = False
@@ -293,8 +297,9 @@ class _Job:
     submitted: float
     prompt_ids: list[int] = field(default_factory=list)
     undo: tuple[int, list[int]] = (0, [])
-    past: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    past: tuple[torch.Tensor, ...] | None = None
     past_len: int = 0
+    past_home: tuple[_Store, int, int] | None = None
     max_new: int = 0
     sampled: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
@@ -313,9 +318,104 @@ class _Batch:
     in columns `starts[r]:` (everything before is padding, masked out)."""
 
     cache: DynamicCache
+    store: _Store
     mask: torch.Tensor
     jobs: list[_Job]
     starts: list[int]
+    row_jobs: list[_Job] = field(default_factory=list)
+    """The job of every store row as the batch began (`jobs` empties as rows finish)."""
+
+    def __post_init__(self) -> None:
+        self.row_jobs = list(self.jobs)
+        self.store.owner = self
+
+
+class _Store:
+    """Every layer's keys and values for one batch's rows, with room to grow.
+
+    Keys and values of all layers that share a shape live in one tensor, a *part*, of shape
+    [slots, rows, kv_heads, capacity, head_dim] (one slot per layer and kind): for common models
+    there is one part, so moving a row's whole context (keeping it after its turn, placing it in
+    the next batch) is one copy, not two per layer. Rows are right-aligned: a row's context fills
+    the columns `start:filled`. `slots[layer]` says where a layer's keys and values are.
+    """
+
+    def __init__(self, parts: list[torch.Tensor], slots: list[tuple[int, int, int, int]]) -> None:
+        self.parts = parts
+        self.slots = slots
+        """Per layer: (part, slot) of its keys, then (part, slot) of its values."""
+        self.layers: list[Any] = []
+        """The cache layers reading this store (rebound whenever `parts` change)."""
+        self.generation = 0
+        """Bumped whenever rows or columns move: views taken before then no longer say where
+        their row is."""
+        self.owner: _Batch | None = None
+        """The batch that last decoded in this store."""
+
+    @property
+    def capacity(self) -> int:
+        return int(self.parts[0].shape[3])
+
+    @property
+    def rows(self) -> int:
+        return int(self.parts[0].shape[1])
+
+    def shift_row(self, row: int, start: int, end: int, by: int) -> None:
+        """Move row `row`'s columns `start:end` right by `by` columns."""
+        for part in self.parts:
+            part[:, row, :, start + by : end + by] = part[:, row, :, start:end].clone()
+
+    def reset_layers(self) -> None:
+        """Forget the cache layers of the batch that used this store before."""
+        self.layers = []
+
+    def buffers(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A layer's [rows, kv_heads, capacity, head_dim] keys and values (views)."""
+        key_part, key_slot, value_part, value_slot = self.slots[layer]
+        return self.parts[key_part][key_slot], self.parts[value_part][value_slot]
+
+    def row(self, row: int, start: int, end: int) -> tuple[torch.Tensor, ...]:
+        """Row `row`'s columns `start:end` of every part (views, one per part)."""
+        return tuple(part[:, row, :, start:end] for part in self.parts)
+
+    def place(self, row: int, start: int, kept: tuple[torch.Tensor, ...]) -> None:
+        """Copy a kept context (from `row`) into row `row` from column `start`."""
+        for part, piece in zip(self.parts, kept, strict=True):
+            part[:, row, :, start : start + piece.shape[2]] = piece
+
+    def _rebind(self) -> None:
+        for layer in self.layers:
+            layer.bind()
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep the rows in `index`, in that order (a copy)."""
+        self.parts = [part.index_select(1, index) for part in self.parts]
+        self.generation += 1
+        self._rebind()
+
+    def drop_columns(self, first: int) -> None:
+        """Forget the first `first` columns (views: nothing is copied)."""
+        self.parts = [part[:, :, :, first:] for part in self.parts]
+        self.generation += 1
+        for layer in self.layers:
+            layer.filled -= first
+        self._rebind()
+
+    def grow(self, capacity: int) -> None:
+        """Room for `capacity` columns, keeping every column there is."""
+        grown = []
+        for part in self.parts:
+            bigger = part.new_empty((*part.shape[:3], capacity, part.shape[4]))
+            bigger[:, :, :, : part.shape[3]] = part
+            grown.append(bigger)
+        self.parts = grown
+        self.generation += 1
+        self._rebind()
+
+
+def _live_rows(batch: _Batch) -> int:
+    """Rows of `batch` still generating (answered rows may ride along until it is compacted)."""
+    return sum(not job.settled for job in batch.jobs)
 
 
 @functools.cache
@@ -325,59 +425,43 @@ def _batch_layer_class() -> type:
     from transformers.cache_utils import DynamicLayer
 
     class _BatchLayer(DynamicLayer):
-        """One layer's keys and values for a batch of rows, in a buffer with room to grow.
+        """One layer of a batch's cache, reading and writing its `_Store`.
 
         `DynamicLayer.update` concatenates, copying the whole past on every forward pass; this layer
-        writes the new columns into spare capacity and hands attention a view of the filled part.
-        `keep` (a [rows, 1, new, 1] bool mask, set before a prefill) marks new columns whose kept
-        keys and values must stay: a row whose cached past reaches into the query window feeds
-        those tokens again only as padding, so each row's real columns stay contiguous.
+        writes the new columns into the store's spare capacity and hands attention a view of the
+        filled part. `keep` (a [rows, 1, new, 1] bool mask, set before a prefill) marks new
+        columns whose kept keys and values must stay: a row whose cached past reaches into the
+        query window feeds those tokens again only as padding, so each row's real columns stay
+        contiguous.
         """
 
-        def __init__(
-            self, keys: torch.Tensor | None, values: torch.Tensor | None, filled: int, capacity: int
-        ):
+        def __init__(self, store: _Store, index: int, filled: int) -> None:
             super().__init__()
-            self.buffer_keys = keys
-            self.buffer_values = values
-            self.capacity = capacity
-            self.keep: torch.Tensor | None = None
-            if keys is not None:
-                self.device = keys.device
-                self.is_initialized = True
-                self._fill_to(filled)
-            else:
-                self.filled = 0
-
-        def _fill_to(self, filled: int) -> None:
-            assert self.buffer_keys is not None and self.buffer_values is not None
+            self.store = store
+            self.index = index
             self.filled = filled
-            self.keys = self.buffer_keys[:, :, :filled]
-            self.values = self.buffer_values[:, :, :filled]
+            self.keep: torch.Tensor | None = None
+            self.is_initialized = True
+            self.device = store.parts[0].device
+            store.layers.append(self)
+            self.bind()
+
+        def bind(self) -> None:
+            """Re-read the store's buffers (after it changed them) and view the filled columns."""
+            self.buffer_keys, self.buffer_values = self.store.buffers(self.index)
+            self.keys = self.buffer_keys[:, :, : self.filled]
+            self.values = self.buffer_values[:, :, : self.filled]
 
         def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-            rows, heads, _, dim = key_states.shape
-            shape = (rows, heads, self.capacity, dim)
-            self.buffer_keys = torch.empty(shape, dtype=key_states.dtype, device=key_states.device)
-            self.buffer_values = torch.empty(
-                (rows, value_states.shape[1], self.capacity, value_states.shape[3]),
-                dtype=value_states.dtype,
-                device=value_states.device,
-            )
-            self.device = key_states.device
-            self.is_initialized = True
-            self._fill_to(0)
+            pass  # the store is allocated before the forward pass
 
         def update(
             self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
             start = self.filled
             end = start + key_states.shape[-2]
-            if end > self.capacity:
-                self.resize(start, max(end, 2 * self.capacity))
-            assert self.buffer_keys is not None and self.buffer_values is not None
+            if end > self.store.capacity:
+                self.store.grow(max(end, 2 * self.store.capacity))
             keys = self.buffer_keys[:, :, start:end]
             values = self.buffer_values[:, :, start:end]
             if self.keep is not None:
@@ -386,39 +470,16 @@ def _batch_layer_class() -> type:
                 self.keep = None
             keys.copy_(key_states)
             values.copy_(value_states)
-            self._fill_to(end)
+            self.filled = end
+            self.keys = self.buffer_keys[:, :, :end]
+            self.values = self.buffer_values[:, :, :end]
             return self.keys, self.values
 
         def get_seq_length(self) -> int:
             return self.filled
 
-        def resize(self, width: int, capacity: int) -> None:
-            """Right-align the filled columns in `width` columns (left-padding with zeros), with room
-            for `capacity` columns in all."""
-            assert self.buffer_keys is not None and self.buffer_values is not None
-            keys, values = self.keys, self.values
-            rows, heads, _, dim = keys.shape
-            self.buffer_keys = keys.new_zeros((rows, heads, capacity, dim))
-            self.buffer_values = values.new_zeros((rows, values.shape[1], capacity, values.shape[3]))
-            assert self.filled <= width <= capacity
-            self.buffer_keys[:, :, width - self.filled : width] = keys
-            self.buffer_values[:, :, width - self.filled : width] = values
-            self.capacity = capacity
-            self._fill_to(width)
-
-        def drop_columns(self, first: int) -> None:
-            """Forget the first `first` columns (a view: nothing is copied)."""
-            assert self.buffer_keys is not None and self.buffer_values is not None
-            self.buffer_keys = self.buffer_keys[:, :, first:]
-            self.buffer_values = self.buffer_values[:, :, first:]
-            self.capacity -= first
-            self._fill_to(self.filled - first)
-
         def batch_select_indices(self, indices: torch.Tensor) -> None:
-            assert self.buffer_keys is not None and self.buffer_values is not None
-            self.buffer_keys = self.buffer_keys[indices]
-            self.buffer_values = self.buffer_values[indices]
-            self._fill_to(self.filled)
+            raise NotImplementedError("select rows through the batch's `_Store`")
 
     return _BatchLayer
 
@@ -545,7 +606,6 @@ class LocalEngine:
                 f"{folder}: LocalEngine batches full-attention models only; "
                 f"this one has {', '.join(unsupported)}"
             )
-        self._num_layers = len(probe.layers)
         parameters = inspect.signature(self.model.forward).parameters
         if "cache" in parameters:
             self._cache_argument = "cache"
@@ -560,6 +620,7 @@ class LocalEngine:
         self.stop_token_ids: frozenset[int] = self._stop_ids()
         pad = self.tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else next(iter(self.stop_token_ids), 0))
+        self._probe_kv_layout()
 
         heads = getattr(text_config, "num_key_value_heads", None) or text_config.num_attention_heads
         head_dim = (
@@ -587,6 +648,12 @@ class LocalEngine:
         """Sessions whose kept cache may still be a view of a batch buffer."""
         self._waiting: list[_Job] = []
         self._running_rows = 0
+        self._last_answers = 0.0
+        """When the worker last handed out answers (perf_counter)."""
+        self._answered = 0
+        self._returned = 0
+        """Answers handed out, and requests received, since the last admission: once as many
+        requests came back as answers went out, everyone is back and waiting longer gains nothing."""
         """Rows in running batches, as the worker last counted them."""
         self._outbox: list[tuple[_Job, Generation | ModelError]] = []
         """Answers the worker has made but not yet handed to the callers' event loops."""
@@ -664,13 +731,44 @@ class LocalEngine:
         with self._lock:
             return EngineStats(
                 waiting=len(self._waiting),
-                running=sum(len(batch.jobs) for batch in list(self._batches)),
+                running=sum(_live_rows(batch) for batch in list(self._batches)),
                 sessions=len(self._sessions),
                 cached_sessions=len(self._cached),
                 cached_tokens=self._cached_tokens,
                 max_cached_tokens=self.max_cached_tokens,
                 **self._counts,
             )
+
+    def _probe_kv_layout(self) -> None:
+        """Find each layer's key and value shapes (one token through the model) and lay them out
+        in `_Store` parts: one part per distinct [kv_heads, head_dim]."""
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            self.model(
+                input_ids=torch.tensor([[self._pad_id]], device=self.device),
+                use_cache=True,
+                **{self._cache_argument: cache},
+            )
+        parts: dict[tuple[int, int], int] = {}
+        counts: list[int] = []
+        slots: list[tuple[int, int, int, int]] = []
+        for layer in cache.layers:
+            where = []
+            for states in (layer.keys, layer.values):
+                shape = (int(states.shape[1]), int(states.shape[3]))
+                if shape not in parts:
+                    parts[shape] = len(counts)
+                    counts.append(0)
+                part = parts[shape]
+                where += [part, counts[part]]
+                counts[part] += 1
+            slots.append((where[0], where[1], where[2], where[3]))
+        self._kv_slots = slots
+        self._kv_parts = [(counts[part], heads, dim) for (heads, dim), part in parts.items()]
+        self._kv_dtype = cache.layers[0].keys.dtype
 
     # ----- request side (caller's thread) ------------------------------------------------
     def _stop_ids(self) -> frozenset[int]:
@@ -732,9 +830,15 @@ class LocalEngine:
                 if self._closing:
                     raise ModelError(f"{self.name} is closed")
                 self._waiting.append(job)
-                # The worker times its own admission window; it needs waking only to open one, or
-                # when the batch is full (each wake-up costs the callers' thread a GIL hand-off).
-                if len(self._waiting) == 1 or len(self._waiting) >= self.max_batch_size - self._running_rows:
+                self._returned += 1
+                # The worker times its own admission window; it needs waking only to open one, when
+                # the batch is full, or when every answered session is back (each wake-up costs
+                # the callers' thread a GIL hand-off).
+                if (
+                    len(self._waiting) == 1
+                    or len(self._waiting) >= self.max_batch_size - self._running_rows
+                    or self._returned == self._answered
+                ):
                     self._wake.notify()
         except BaseException:
             self._release(session)
@@ -797,7 +901,7 @@ class LocalEngine:
             while True:
                 if self._closing:
                     return None
-                running = sum(len(batch.jobs) for batch in self._batches)
+                running = sum(_live_rows(batch) for batch in self._batches)
                 self._running_rows = running
                 capacity = self.max_batch_size - running
                 now = time.perf_counter()
@@ -811,14 +915,19 @@ class LocalEngine:
                     oldest = min(job.submitted for job in self._waiting)
                     latest = oldest + _MAX_WAITS * self.batch_wait_s
                     if len(self._waiting) >= running:
-                        newest = max(job.submitted for job in self._waiting)
+                        # Answers just handed out bring requests back within a few moments:
+                        # those count as arrivals still coming, until as many came back.
+                        newest = max(self._last_answers, *(job.submitted for job in self._waiting))
                         admit_at = min(newest + self.batch_wait_s, latest)
+                        if not running and 0 < self._answered <= self._returned:
+                            admit_at = now
                     else:
                         admit_at = latest
                     if len(self._waiting) >= capacity or now >= admit_at:
                         # Program-level FCFS: the session that started first goes first.
                         self._waiting.sort(key=lambda job: (job.session.opened, job.submitted))
                         taken, self._waiting = self._waiting[:capacity], self._waiting[capacity:]
+                        self._answered = self._returned = 0
                         return taken
                     if running:
                         return []
@@ -844,7 +953,7 @@ class LocalEngine:
                 session.pending = []
                 session.ids.extend(job.prompt_ids)
                 if session.kv is not None:
-                    job.past, job.past_len = session.kv, session.kv_len
+                    job.past, job.past_len, job.past_home = session.kv, session.kv_len, session.kv_home
                     self._uncache(session)
             total = len(session.ids)
             if self.max_positions is not None and total > self.max_positions:
@@ -920,6 +1029,8 @@ class LocalEngine:
         import torch
 
         started = time.perf_counter()
+        if self._prefill_in_place(jobs, started):
+            return
         unique: list[_Job] = []
         source: list[int] = []
         """Per job, the row of `unique` that computes it."""
@@ -953,11 +1064,11 @@ class LocalEngine:
         mask = (torch.arange(width, dtype=torch.long).unsqueeze(0) >= (width - length_column)).long()
         starts = [width - lengths[row] for row in source]
         try:
-            cache = self._prefill_cache(unique, width, new, feeds)
+            cache, store = self._prefill_cache(unique, width, new, feeds)
             logits = self._forward(input_ids, mask, positions, cache, 1)[:, -1]
             if len(unique) < len(jobs):
                 index = torch.tensor(source, dtype=torch.long)
-                cache.batch_select_indices(index.to(self.device))
+                store.select(index.to(self.device))
                 mask = mask[index]
                 logits = logits[index.to(logits.device)]
             tokens, logprobs = self._sample(logits, jobs)
@@ -967,14 +1078,21 @@ class LocalEngine:
                 self._fail(job, ModelError(f"{self.name} prefill failed: {type(exc).__name__}: {exc}"))
             return
         with self._lock:
-            self._counts["prefill_forwards"] += 1
-            self._counts["prefilled_tokens"] += sum(feeds)
-            self._counts["reused_tokens"] += sum(pasts)
             self._counts["shared_tokens"] += sum(len(job.session.ids) for job in jobs) - sum(lengths)
+        batch = _Batch(cache=cache, store=store, mask=mask.to(self.device), jobs=jobs, starts=starts)
+        self._start_batch(batch, tokens, logprobs, started, sum(feeds), sum(pasts))
+
+    def _start_batch(
+        self, batch: _Batch, tokens: list[int], logprobs: list[float], started: float, fed: int, reused: int
+    ) -> None:
+        """Count a prefill, record its first tokens, and let the batch decode."""
+        with self._lock:
+            self._counts["prefill_forwards"] += 1
+            self._counts["prefilled_tokens"] += fed
+            self._counts["reused_tokens"] += reused
         elapsed = time.perf_counter() - started
-        for job in jobs:
+        for job in batch.jobs:
             job.prefill_s = elapsed
-        batch = _Batch(cache=cache, mask=mask.to(self.device), jobs=jobs, starts=starts)
         self._advance(batch, tokens, logprobs)
         if batch.jobs:
             self._batches.append(batch)
@@ -984,37 +1102,148 @@ class LocalEngine:
                 first, second, *rest = self._batches
                 self._batches = [self._merge(first, second), *rest]
 
-    def _prefill_cache(self, jobs: list[_Job], width: int, new: int, feeds: list[int]) -> DynamicCache:
+    def _prefill_in_place(self, jobs: list[_Job], started: float) -> bool:
+        """Prefill the jobs in the store their sessions last decoded in, each extending its own row
+        where it is: no copy of the kept context into a new batch. False when they cannot (their
+        rows moved, the store is busy or full, too few of its rows came back).
+
+        Rows whose sessions did not come back ride along on padding. A row with less to compute
+        than the longest moves its context right, so that every row still ends at the last column.
+        """
+        import torch
+
+        home = jobs[0].past_home
+        if home is None:
+            return False
+        store, generation, _ = home
+        owner = store.owner
+        if store.generation != generation or owner is None or owner in self._batches:
+            return False
+        filled = owner.cache.layers[0].filled
+        by_row: dict[int, _Job] = {}
+        for job in jobs:
+            if job.past_home is None or job.past_home[0] is not store or job.past_home[1] != generation:
+                return False
+            row = job.past_home[2]
+            if row in by_row or job.past_len != filled - owner.starts[row]:
+                return False
+            by_row[row] = job
+        if 4 * len(jobs) < 3 * store.rows:
+            return False
+        feeds = {row: len(job.session.ids) - job.past_len for row, job in by_row.items()}
+        new = max(feeds.values())
+        if filled + new + max(job.max_new for job in jobs) - 1 > store.capacity:
+            return False
+        if any(by_row[row].past_len < new - feed for row, feed in feeds.items()):
+            return False
+        width = filled + new
+        pad = self._pad_id
+        row_jobs = list(owner.row_jobs)
+        starts = list(owner.starts)
+        input_rows: list[list[int]] = []
+        position_rows: list[list[int]] = []
+        shifts: list[int] = []
+        for row in range(store.rows):
+            job = by_row.get(row)
+            if job is None:
+                # Not back this turn: padding in the window only (its kept columns stay as they are).
+                starts[row] = filled
+                input_rows.append([pad] * new)
+                position_rows.append([0] * new)
+                shifts.append(0)
+                continue
+            row_jobs[row] = job
+            shift = new - feeds[row]
+            if shift:
+                store.shift_row(row, starts[row], filled, shift)
+                starts[row] += shift
+            length = len(job.session.ids)
+            input_rows.append(job.session.ids[length - new :])
+            position_rows.append(list(range(length - new, length)))
+            shifts.append(shift)
+            job.past = None
+        device = store.parts[0].device
+        start_column = torch.tensor(starts, dtype=torch.long).unsqueeze(1)
+        mask = (torch.arange(width, dtype=torch.long).unsqueeze(0) >= start_column).long()
+        store.reset_layers()
+        cache = self._cache_for(store, filled)
+        if any(shifts):
+            room = torch.tensor(shifts, dtype=torch.long, device=device).unsqueeze(1)
+            keep = (torch.arange(new, dtype=torch.long, device=device).unsqueeze(0) < room).view(
+                store.rows, 1, new, 1
+            )
+            for layer in cache.layers:
+                layer.keep = keep
+        try:
+            logits = self._forward(
+                torch.tensor(input_rows, dtype=torch.long), mask, torch.tensor(position_rows), cache, 1
+            )[:, -1]
+            tokens, logprobs = self._sample(logits, row_jobs)
+        except Exception as exc:  # noqa: BLE001 - a failed forward fails its calls, not the engine
+            store.generation += 1
+            for job in jobs:
+                self._fail(job, ModelError(f"{self.name} prefill failed: {type(exc).__name__}: {exc}"))
+            return True
+        batch = _Batch(cache=cache, store=store, mask=mask.to(self.device), jobs=row_jobs, starts=starts)
+        self._start_batch(
+            batch, tokens, logprobs, started, sum(feeds.values()), sum(j.past_len for j in jobs)
+        )
+        return True
+
+    def _prefill_cache(
+        self, jobs: list[_Job], width: int, new: int, feeds: list[int]
+    ) -> tuple[DynamicCache, _Store]:
         """The batch cache for a prefill: each row's kept keys and values placed right-aligned,
         room for its decode steps, and the `keep` mask of kept columns inside the query window."""
         import torch
 
-        layer_class = _batch_layer_class()
-        capacity = width + max(job.max_new for job in jobs) - 1
-        template = next((job.past for job in jobs if job.past is not None and job.past_len), None)
-        if template is None:
-            # Nothing kept: the first update allocates the buffers.
-            layers = [layer_class(None, None, 0, capacity) for _ in range(self._num_layers)]
-        else:
-            layers = []
-            for layer, (keys, values) in enumerate(template):
-                buffer_keys = keys.new_zeros((len(jobs), keys.shape[0], capacity, keys.shape[2]))
-                buffer_values = values.new_zeros((len(jobs), values.shape[0], capacity, values.shape[2]))
-                for row, job in enumerate(jobs):
-                    if job.past is not None and job.past_len:
-                        start = width - len(job.session.ids)
-                        buffer_keys[row, :, start : start + job.past_len] = job.past[layer][0]
-                        buffer_values[row, :, start : start + job.past_len] = job.past[layer][1]
-                layers.append(layer_class(buffer_keys, buffer_values, width - new, capacity))
-            if any(job.past_len and feed < new for job, feed in zip(jobs, feeds, strict=True)):
-                feed_column = torch.tensor(feeds, dtype=torch.long, device=template[0][0].device).unsqueeze(1)
-                window = torch.arange(new, dtype=torch.long, device=feed_column.device).unsqueeze(0)
-                keep = (window < new - feed_column).view(len(jobs), 1, new, 1)
-                for layer_cache in layers:
-                    layer_cache.keep = keep
-        for job in jobs:
+        starts = [width - len(job.session.ids) for job in jobs]
+        with_past = [bool(job.past is not None and job.past_len) for job in jobs]
+        most_new = max(job.max_new for job in jobs)
+        capacity = width + most_new - 1
+        if any(with_past):
+            # Conversations that came back once will likely come back again: room for their next
+            # turns lets those extend their rows in place (`_prefill_in_place`). Untouched room
+            # costs address space, not memory.
+            capacity += max(2 * (new + most_new), width // 2)
+        # Padding must read as zeros (masked, but 0 * garbage can be NaN); the query window
+        # and the columns after it are written by the forward pass itself.
+        store = self._new_store(len(jobs), capacity, zero_to=max(starts) if any(with_past) else 0)
+        for row, job in enumerate(jobs):
+            if with_past[row]:
+                assert job.past is not None
+                store.place(row, starts[row], job.past)
             job.past = None
-        return self._new_cache(layers)
+        cache = self._cache_for(store, width - new)
+        if any(past and feed < new for past, feed in zip(with_past, feeds, strict=True)):
+            device = store.parts[0].device
+            room = torch.tensor(
+                [new - feed if past else 0 for past, feed in zip(with_past, feeds, strict=True)],
+                dtype=torch.long,
+                device=device,
+            ).unsqueeze(1)
+            keep = (torch.arange(new, dtype=torch.long, device=device).unsqueeze(0) < room).view(
+                len(jobs), 1, new, 1
+            )
+            for layer in cache.layers:
+                layer.keep = keep
+        return cache, store
+
+    def _new_store(self, rows: int, capacity: int, zero_to: int) -> _Store:
+        """An empty store for `rows` rows and `capacity` columns, the first `zero_to` zeroed."""
+        import torch
+
+        parts = []
+        for slots, heads, dim in self._kv_parts:
+            part = torch.empty((slots, rows, heads, capacity, dim), dtype=self._kv_dtype, device=self.device)
+            if zero_to:
+                part[:, :, :, :zero_to].zero_()
+            parts.append(part)
+        return _Store(parts, self._kv_slots)
+
+    def _cache_for(self, store: _Store, filled: int) -> DynamicCache:
+        layer_class = _batch_layer_class()
+        return self._new_cache([layer_class(store, layer, filled) for layer in range(len(self._kv_slots))])
 
     def _new_cache(self, layers: list[Any]) -> DynamicCache:
         """A `DynamicCache` for this model whose layers are `_BatchLayer`s."""
@@ -1050,17 +1279,23 @@ class LocalEngine:
         import torch
 
         jobs = batch.jobs
-        for job in [job for job in jobs if job.future.cancelled()]:
-            job.finish = "cancelled"
-        if any(job.finish for job in jobs):
+        for job in jobs:
+            if job.finish is None and job.future.cancelled():
+                job.finish = "cancelled"
+        if any(job.finish and not job.settled for job in jobs):
             self._retire(batch)
             if not batch.jobs:
                 self._batches.remove(batch)
                 return
             jobs = batch.jobs
-        input_ids = torch.tensor([[job.sampled[-1]] for job in jobs], dtype=torch.long)
+        # Rows already answered ride along on padding until the batch is compacted.
+        pad = self._pad_id
+        input_ids = torch.tensor(
+            [[pad if job.settled else job.sampled[-1]] for job in jobs], dtype=torch.long
+        )
         positions = torch.tensor(
-            [[len(job.session.ids) + len(job.sampled) - 1] for job in jobs], dtype=torch.long
+            [[0 if job.settled else len(job.session.ids) + len(job.sampled) - 1] for job in jobs],
+            dtype=torch.long,
         )
         mask = torch.cat([batch.mask, batch.mask.new_ones((len(jobs), 1))], 1)
         try:
@@ -1080,16 +1315,23 @@ class LocalEngine:
 
     def _advance(self, batch: _Batch, tokens: list[int], logprobs: list[float]) -> None:
         """Record one sampled token per row, then retire the rows that finished."""
+        sampled = 0
+        finished = False
         for job, token, logprob in zip(batch.jobs, tokens, logprobs, strict=True):
+            if job.settled:
+                continue
+            sampled += 1
             job.sampled.append(token)
             job.logprobs.append(logprob)
             if token in self.stop_token_ids or self._hit_stop_string(job):
                 job.finish = "stop"
+                finished = True
             elif len(job.sampled) >= job.max_new:
                 job.finish = "length"
+                finished = True
         with self._lock:
-            self._counts["sampled_tokens"] += len(tokens)
-        if any(job.finish for job in batch.jobs):
+            self._counts["sampled_tokens"] += sampled
+        if finished:
             self._retire(batch)
 
     def _hit_stop_string(self, job: _Job) -> bool:
@@ -1099,12 +1341,14 @@ class LocalEngine:
         return any(stop in text for stop in job.sampling.stop)
 
     def _retire(self, batch: _Batch) -> None:
-        """Take finished rows out of the batch, keep their caches, and answer their calls."""
+        """Answer the finished rows and keep their caches; compact the batch once many are done."""
         import torch
 
         keep: list[int] = []
-        layers = batch.cache.layers
+        filled = batch.cache.layers[0].filled
         for row, job in enumerate(batch.jobs):
+            if job.settled:
+                continue
             if job.finish is None:
                 keep.append(row)
                 continue
@@ -1114,22 +1358,29 @@ class LocalEngine:
             start = batch.starts[row]
             # Views, not copies: the next turn reads them into its own batch, and an ended
             # session never needs them; `_sweep` copies out those of sessions that idle.
-            kv = [(layer.keys[row, :, start:], layer.values[row, :, start:]) for layer in layers]
-            self._complete(job, kv, layers[0].filled - start)
-        if len(keep) == len(batch.jobs):
+            self._complete(
+                job,
+                batch.store.row(row, start, filled),
+                filled - start,
+                (batch.store, batch.store.generation, row),
+            )
+        if not keep:
+            batch.jobs = []
+            return
+        if 2 * len(keep) > len(batch.jobs):
+            # Mostly still running: answered rows ride along (a padding token per step costs
+            # less than copying every layer's keys and values to drop them).
             return
         batch.jobs = [batch.jobs[row] for row in keep]
-        if not keep:
-            return
+        batch.row_jobs = list(batch.jobs)
         index = torch.tensor(keep, dtype=torch.long, device=batch.mask.device)
-        batch.cache.batch_select_indices(index)
+        batch.store.select(index)
         batch.mask = batch.mask[index]
         batch.starts = [batch.starts[row] for row in keep]
         first = min(batch.starts)
         if first >= _TRIM_MIN_COLUMNS and 4 * first >= batch.mask.shape[1]:
             # Columns only departed rows needed: drop them so attention stops reading them.
-            for layer in batch.cache.layers:
-                layer.drop_columns(first)
+            batch.store.drop_columns(first)
             batch.mask = batch.mask[:, first:]
             batch.starts = [start - first for start in batch.starts]
 
@@ -1138,27 +1389,28 @@ class LocalEngine:
         import torch
         from torch.nn.functional import pad
 
-        width = max(running.mask.shape[1], joining.mask.shape[1])
+        for batch in (running, joining):
+            batch.store.generation += 1  # their rows continue in the merged store
+        widths = [batch.cache.layers[0].filled for batch in (running, joining)]
+        width = max(widths)
         jobs = running.jobs + joining.jobs
         capacity = width + max(job.max_new - len(job.sampled) for job in jobs)
-        layer_class = _batch_layer_class()
-        layers = []
-        for first, second in zip(running.cache.layers, joining.cache.layers, strict=True):
-            for part in (first, second):
-                part.resize(width, capacity)
-            layers.append(
-                layer_class(
-                    torch.cat([first.buffer_keys, second.buffer_keys]),
-                    torch.cat([first.buffer_values, second.buffer_values]),
-                    width,
-                    capacity,
-                )
-            )
-        masks = [pad(m, (width - m.shape[1], 0)) for m in (running.mask, joining.mask)]
+        store = self._new_store(len(jobs), capacity, zero_to=width - min(widths))
+        offset = 0
+        for batch, filled in zip((running, joining), widths, strict=True):
+            rows = slice(offset, offset + len(batch.jobs))
+            for target, source in zip(store.parts, batch.store.parts, strict=True):
+                target[:, rows, :, width - filled : width] = source[:, :, :, :filled]
+            offset += len(batch.jobs)
+        masks = [pad(batch.mask, (width - batch.mask.shape[1], 0)) for batch in (running, joining)]
         starts = [
-            start + width - batch.mask.shape[1] for batch in (running, joining) for start in batch.starts
+            start + width - filled
+            for batch, filled in zip((running, joining), widths, strict=True)
+            for start in batch.starts
         ]
-        return _Batch(cache=self._new_cache(layers), mask=torch.cat(masks), jobs=jobs, starts=starts)
+        return _Batch(
+            cache=self._cache_for(store, width), store=store, mask=torch.cat(masks), jobs=jobs, starts=starts
+        )
 
     def _sample(self, logits: torch.Tensor, jobs: list[_Job]) -> tuple[list[int], list[float]]:
         """One token per row (see the module docstring), and its raw log-prob."""
@@ -1203,7 +1455,13 @@ class LocalEngine:
             return end[end.index(last) + 1 :] if last in end else list(end)
         return list(end)
 
-    def _complete(self, job: _Job, kv: list[tuple[torch.Tensor, torch.Tensor]], kv_len: int) -> None:
+    def _complete(
+        self,
+        job: _Job,
+        kv: tuple[torch.Tensor, ...],
+        kv_len: int,
+        home: tuple[_Store, int, int] | None = None,
+    ) -> None:
         """Record the reply in its session and queue it for delivery (the session stays busy
         until the caller has it, so a call cancelled meanwhile can still be undone)."""
         if job.future.cancelled():
@@ -1237,7 +1495,7 @@ class LocalEngine:
             session.last_used = time.monotonic()
             # The cache covers every id but the last sampled one, which the next turn feeds.
             if session.key is not None and not session.ended and kv_len == len(session.ids) - 1:
-                session.kv, session.kv_len, session.kv_view = kv, kv_len, True
+                session.kv, session.kv_len, session.kv_view, session.kv_home = kv, kv_len, True, home
                 self._views.append(session)
                 self._cached[session.key] = session
                 self._cached_tokens += kv_len
@@ -1248,7 +1506,12 @@ class LocalEngine:
         """Hand queued answers to their event loops, one wake-up per loop."""
         if not self._outbox:
             return
+        self._last_answers = time.perf_counter()
         outbox, self._outbox = self._outbox, []
+        answered = sum(isinstance(outcome, Generation) for _, outcome in outbox)
+        if answered:
+            with self._lock:
+                self._answered += answered
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Generation | ModelError]]] = {}
         for item in outbox:
             by_loop.setdefault(item[0].loop, []).append(item)
@@ -1317,7 +1580,7 @@ class LocalEngine:
     def _uncache(self, session: _Session) -> None:
         if session.kv is not None:
             self._cached_tokens -= session.kv_len
-            session.kv, session.kv_len, session.kv_view = None, 0, False
+            session.kv, session.kv_len, session.kv_view, session.kv_home = None, 0, False, None
         if session.key is not None and self._cached.get(session.key) is session:
             del self._cached[session.key]
 
@@ -1348,5 +1611,5 @@ class LocalEngine:
                 if now - session.last_used < self._sweep_interval:
                     self._views.append(session)
                     continue
-                session.kv = [(keys.clone(), values.clone()) for keys, values in session.kv]
-                session.kv_view = False
+                session.kv = tuple(piece.clone() for piece in session.kv)
+                session.kv_view, session.kv_home = False, None

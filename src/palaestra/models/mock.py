@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from palaestra.core.messages import Message
-from palaestra.core.records import Generation
+from palaestra.core.records import Generation, trusted
 from palaestra.models.base import GenerationRequest, ModelError
 
 PAD_ID = 256
@@ -59,15 +59,38 @@ def render_message(message: Message) -> list[int]:
     return ids
 
 
+_LEGAL_CACHE_SIZE = 4096
+_legal_by_content: dict[str, tuple[str, ...] | None] = {}
+"""Parsed legal actions by message text (None: the text lists none): games repeat their turn
+texts across episodes, and the mock parses one per call."""
+
+
+def _legal_actions_of(content: str) -> tuple[str, ...] | None:
+    found = _legal_by_content.get(content, False)
+    if found is not False:
+        return found  # type: ignore[return-value]
+    # rfind rather than a regex over the whole text; the later of the two markers wins.
+    at, marker = -1, ""
+    for candidate in _LEGAL_MARKERS:
+        where = content.rfind(candidate)
+        if where > at:
+            at, marker = where, candidate
+    actions: tuple[str, ...] | None = None
+    if at >= 0:
+        line = content[at + len(marker) :].split("\n", 1)[0]
+        actions = tuple(action.strip() for action in line.split(",") if action.strip())
+    if len(_legal_by_content) >= _LEGAL_CACHE_SIZE:
+        _legal_by_content.clear()
+    _legal_by_content[content] = actions
+    return actions
+
+
 def legal_actions_in(messages: Sequence[Message]) -> list[str]:
     """The legal actions listed in the latest `LEGAL ACTIONS: a, b` (or `Legal: a,b`) line, if any."""
     for message in reversed(messages):
-        content = message.content or ""
-        # rfind rather than a regex over the whole text: this runs once per mock call.
-        at, marker = max((content.rfind(marker), marker) for marker in _LEGAL_MARKERS)
-        if at >= 0:
-            line = content[at + len(marker) :].split("\n", 1)[0]
-            return [action.strip() for action in line.split(",") if action.strip()]
+        actions = _legal_actions_of(message.content or "")
+        if actions is not None:
+            return list(actions)
     return []
 
 
@@ -121,6 +144,8 @@ class MockModel:
         self._contexts: dict[str, list[int]] = {}
         self._pending_forced: dict[str, list[int]] = {}
         self._calls: dict[str, int] = {}
+        self._replies: dict[str, int] = {}
+        """Replies so far in each session's live context (its `Generation.session_turn`)."""
         self._closed = False
 
     # ----- inspection ----------------------------------------------------------------------
@@ -140,10 +165,14 @@ class MockModel:
         started = time.perf_counter()
         self.requests.append(request)
         session = request.session
-        turn = self._calls.get(session, 0) if session is not None else 0
+        turn = 0
         if session is not None:
+            turn = self._calls.get(session, 0)
             self._calls[session] = turn + 1
-        reply = await self._reply(request, turn)
+        if self.replies is None:
+            reply = self._default_reply(request, turn)
+        else:
+            reply = await self._reply(request, turn)
 
         prompt_ids = self._pending_forced.pop(session, []) if session is not None else []
         if request.prompt_ids is not None:
@@ -154,7 +183,10 @@ class MockModel:
         prompt_ids.append(ROLE_IDS["assistant"])
 
         text, token_ids, finish_reason = self._sample(reply, request)
+        session_turn: int | None = None
         if session is not None:
+            session_turn = self._replies.get(session, 0)
+            self._replies[session] = session_turn + 1
             context = self._contexts.pop(session, None) or []
             self._contexts[session] = context  # re-inserted: dict order is recency order
             if len(self._contexts) > self.max_sessions:
@@ -168,23 +200,28 @@ class MockModel:
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         elapsed = time.perf_counter() - started
-        # model_construct: the fields are built here and trusted; validation would dominate
-        # the cost of a mock call in throughput benchmarks.
-        return Generation.model_construct(
-            text=text,
-            prompt_ids=prompt_ids,
-            token_ids=token_ids,
-            logprobs=[self.logprob] * len(token_ids),
-            loss_mask=[1] * len(token_ids),
-            finish_reason=finish_reason,
-            model=self.name,
-            timings={"total": elapsed},
+        # trusted: the fields are built here; validation would dominate the cost of a mock call
+        # in throughput benchmarks.
+        return trusted(
+            Generation,
+            {
+                "text": text,
+                "prompt_ids": prompt_ids,
+                "token_ids": token_ids,
+                "logprobs": [self.logprob] * len(token_ids),
+                "loss_mask": [1] * len(token_ids),
+                "session_turn": session_turn,
+                "finish_reason": finish_reason,
+                "model": self.name,
+                "timings": {"total": elapsed},
+            },
         )
 
     async def end_session(self, session: str) -> None:
         self._contexts.pop(session, None)
         self._pending_forced.pop(session, None)
         self._calls.pop(session, None)
+        self._replies.pop(session, None)
 
     async def close(self) -> None:
         self._closed = True

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Generator, Mapping
+from types import CoroutineType
 from typing import Any
 
 from palaestra.agents.base import Agent, AgentView, Decision
 from palaestra.core.env import Action, Env, PlayerId, TimeStep
 from palaestra.core.messages import Message
-from palaestra.core.records import SCHEMA_VERSION, Episode, Turn
+from palaestra.core.records import SCHEMA_VERSION, Episode, Turn, trusted
 
 _MAX_CAUSE = 300
 
@@ -39,28 +40,80 @@ def _one_line(text: str) -> str:
     return line if len(line) <= _MAX_CAUSE else line[: _MAX_CAUSE - 3] + "..."
 
 
+class _Resume:
+    """Awaiting it continues a coroutine that was started by hand and is suspended on `pending`
+    (what `await coroutine` would have done had it not been started yet)."""
+
+    __slots__ = ("coroutine", "pending")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self.coroutine = coroutine
+        self.pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, pending = self.coroutine, self.pending
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - cancellation included: the coroutine decides
+                try:
+                    pending = coroutine.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    pending = coroutine.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
+    """`await awaitable` under a timeout of `seconds`, setting the timer only if it suspends.
+
+    Agents that answer without waiting (scripted agents, the mock model) cannot be interrupted
+    by a timeout anyway; for them a timer per turn would be most of the runner's overhead. The
+    deadline is taken before the agent starts, as `asyncio.timeout` would.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    if type(awaitable) is not CoroutineType:
+        async with asyncio.timeout_at(deadline):
+            return await awaitable
+    try:
+        pending = awaitable.send(None)
+    except StopIteration as done:
+        return done.value
+    # An agent whose own work used up the turn before it first waits is timed out at that wait.
+    async with asyncio.timeout_at(deadline):
+        return await _Resume(awaitable, pending)
+
+
 async def _ask(
-    agent: Agent, view: AgentView, label: str, turn_timeout: float | None
+    agent: Agent, view: AgentView, spec: str, turn_timeout: float | None
 ) -> tuple[Decision, float]:
     started = time.perf_counter()
     try:
         if turn_timeout is None:
             answer = await agent.act(view)
         else:
-            async with asyncio.timeout(turn_timeout):
-                answer = await agent.act(view)
+            answer = await _within(agent.act(view), turn_timeout)
     except TimeoutError:
+        label = f"{view.player} ({spec})"
         raise _Failure("timeout", f"{label} gave no action within {turn_timeout:g}s") from None
     except _Failure:
         raise
     except Exception as exc:
+        label = f"{view.player} ({spec})"
         raise _Failure("error", _one_line(f"{label} raised {type(exc).__name__}: {exc}")) from exc
     latency = time.perf_counter() - started
     if isinstance(answer, Decision):
         return answer, latency
     if isinstance(answer, str | Message):
         return Decision(action=answer), latency
-    raise _Failure("error", f"{label} returned {type(answer).__name__}, not an action")
+    raise _Failure("error", f"{view.player} ({spec}) returned {type(answer).__name__}, not an action")
 
 
 async def play_episode(
@@ -115,11 +168,10 @@ async def play_episode(
                 raise _Failure("error", f"no end after {max_steps} steps (max_steps)")
             views = {}
             for player in step.to_act:
-                legal = env.legal_actions(player)
                 views[player] = AgentView(
                     player=player,
                     messages=tuple(pending[player]),
-                    legal_actions=legal,
+                    legal_actions=env.legal_actions(player),
                     turn=turn_counts[player],
                     step=index,
                     episode_id=episode_id,
@@ -127,13 +179,14 @@ async def play_episode(
                     time=None,
                     env=env,
                 )
-            labels = {p: f"{p} ({agent_specs.get(p, '?')})" for p in step.to_act}
             if len(views) == 1:
                 ((player, view),) = views.items()
-                decisions = {player: await _ask(agents[player], view, labels[player], turn_timeout)}
+                decisions = {
+                    player: await _ask(agents[player], view, agent_specs.get(player, "?"), turn_timeout)
+                }
             else:
                 results = await asyncio.gather(
-                    *(_ask(agents[p], v, labels[p], turn_timeout) for p, v in views.items())
+                    *(_ask(agents[p], v, agent_specs.get(p, "?"), turn_timeout) for p, v in views.items())
                 )
                 decisions = dict(zip(views, results, strict=True))
             actions: dict[PlayerId, Action] = {p: d.action for p, (d, _) in decisions.items()}
@@ -141,26 +194,32 @@ async def play_episode(
                 next_step = env.step(actions)
             except Exception as exc:
                 raise _Failure("error", _one_line(f"env step raised {type(exc).__name__}: {exc}")) from exc
-            invalid_by_player = {
-                record.get("player"): record
-                for record in (
-                    next_step.info.get("invalid_actions") or [next_step.info.get("invalid_action")]
-                )
-                if record
-            }
+            step_info = next_step.info
+            invalid_by_player = (
+                {
+                    record.get("player"): record
+                    for record in (step_info.get("invalid_actions") or [step_info.get("invalid_action")])
+                    if record
+                }
+                if "invalid_actions" in step_info or "invalid_action" in step_info
+                else {}
+            )
             for player, (decision, latency) in decisions.items():
-                turn = Turn.model_construct(
-                    step=index,
-                    player=player,
-                    observation=pending[player],
-                    action=decision.action,
-                    legal_actions=list(views[player].legal_actions)
-                    if views[player].legal_actions is not None
-                    else None,
-                    invalid=invalid_by_player.get(player),
-                    reward=0.0,
-                    latency_s=latency,
-                    generation=decision.generation,
+                legal = views[player].legal_actions
+                # trusted: every field is built right here (see `records.trusted`).
+                turn = trusted(
+                    Turn,
+                    {
+                        "step": index,
+                        "player": player,
+                        "observation": pending[player],
+                        "action": decision.action,
+                        "legal_actions": list(legal) if legal is not None else None,
+                        "invalid": invalid_by_player.get(player),
+                        "reward": 0.0,
+                        "latency_s": latency,
+                        "generation": decision.generation,
+                    },
                 )
                 turns.append(turn)
                 last_turn[player] = turn
@@ -186,21 +245,24 @@ async def play_episode(
     info: dict[str, Any] = {}
     if last is not None and last.done:
         info = {k: v for k, v in last.info.items()}
-    return Episode.model_construct(
-        version=SCHEMA_VERSION,
-        id=episode_id,
-        env_id=env_id,
-        env_options=dict(env_options or {}),
-        seed=seed,
-        agents=dict(agent_specs),
-        turns=turns,
-        returns=returns,
-        status=status,
-        cause=cause,
-        terminated=bool(last and last.terminated),
-        truncated=bool(last and last.truncated),
-        num_steps=state["num_steps"],
-        started_at=started_at,
-        duration_s=time.perf_counter() - started,
-        info=info,
+    return trusted(
+        Episode,
+        {
+            "version": SCHEMA_VERSION,
+            "id": episode_id,
+            "env_id": env_id,
+            "env_options": dict(env_options or {}),
+            "seed": seed,
+            "agents": dict(agent_specs),
+            "turns": turns,
+            "returns": returns,
+            "status": status,
+            "cause": cause,
+            "terminated": bool(last and last.terminated),
+            "truncated": bool(last and last.truncated),
+            "num_steps": state["num_steps"],
+            "started_at": started_at,
+            "duration_s": time.perf_counter() - started,
+            "info": info,
+        },
     )
