@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from palaestra.core.env import Action, Env, PlayerId
 from palaestra.core.messages import Message
 from palaestra.core.records import Generation
+from palaestra.core.registry import parse_option_value
 
 
 class AgentError(ValueError):
@@ -91,18 +92,6 @@ def register_agent(name: str, description: str = "") -> Callable[[AgentBuilder],
     return decorate
 
 
-def _parse_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_agent_spec(spec: str) -> tuple[str, str]:
     """Split `name:rest` into its name and the rest (empty when there is none)."""
     name, _, rest = spec.strip().partition(":")
@@ -127,7 +116,7 @@ def agent_factory(spec: str) -> AgentFactory:
                 key, eq, value = part.partition("=")
                 if not eq or not key.strip():
                     raise AgentError(f"agent spec {spec!r}: expected key=value, got {part!r}")
-                params[key.strip()] = _parse_value(value.strip())
+                params[key.strip()] = parse_option_value(value.strip())
         else:
             params["arg"] = rest
     try:

@@ -58,31 +58,23 @@ def guarded(call: Callable[[], T]) -> T:
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`key=value` pairs into a dict, with ints, floats and booleans recognised."""
+    """`key=value` pairs into a dict, with ints, floats, booleans and JSON lists/objects recognised."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq or not key:
             fail(f"--option expects key=value, got {pair!r}")
-        lowered = value.lower()
-        parsed: Any = value
         if value[:1] in ("{", "["):
             import json
 
             try:
-                parsed = json.loads(value)
+                options[key] = json.loads(value)
             except ValueError:
                 fail(f"--option/--set value for {key!r} is not valid JSON: {value}")
-        elif lowered in ("true", "false"):
-            parsed = lowered == "true"
         else:
-            for kind in (int, float):
-                try:
-                    parsed = kind(value)
-                    break
-                except ValueError:
-                    continue
-        options[key] = parsed
+            from palaestra.core.registry import parse_option_value
+
+            options[key] = parse_option_value(value)
     return options
 
 

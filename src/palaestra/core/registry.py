@@ -73,6 +73,22 @@ class EnvSpec:
         return env
 
 
+def parse_option_value(text: str) -> Any:
+    """An option value written as text: `"3"` -> 3, `"0.5"` -> 0.5, `"true"` -> True, else the text.
+
+    Used wherever options arrive as strings (env ids with `?key=value`, agent specs, `--option`).
+    """
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 PrefixFactory = Callable[[str], EnvSpec]
 """Builds the spec for `prefix:rest` given `rest` (raise EnvError when it names nothing)."""
 

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from palaestra.core.messages import Message
-from palaestra.core.records import Generation
+from palaestra.core.records import Generation, trusted
 from palaestra.models.base import GenerationRequest, ModelError, SamplingParams
 
 if TYPE_CHECKING:
@@ -275,9 +275,6 @@ class _Session:
     kv_len: int = 0
     kv_view: bool = False
     """`kv` is still a view of its batch's buffer (`_sweep` copies it out once the session idles)."""
-    kv_home: tuple[_Store, int, int] | None = None
-    """(store, its generation, row) that `kv` is a view of, so the next turn may extend that row
-    where it is (`_prefill_in_place`) instead of copying it into a new batch."""
     replies: int = 0
     last_used: float = 0.0
     busy: bool = False
@@ -299,7 +296,6 @@ class _Job:
     undo: tuple[int, list[int]] = (0, [])
     past: tuple[torch.Tensor, ...] | None = None
     past_len: int = 0
-    past_home: tuple[_Store, int, int] | None = None
     max_new: int = 0
     sampled: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
@@ -322,12 +318,6 @@ class _Batch:
     mask: torch.Tensor
     jobs: list[_Job]
     starts: list[int]
-    row_jobs: list[_Job] = field(default_factory=list)
-    """The job of every store row as the batch began (`jobs` empties as rows finish)."""
-
-    def __post_init__(self) -> None:
-        self.row_jobs = list(self.jobs)
-        self.store.owner = self
 
 
 class _Store:
@@ -346,28 +336,10 @@ class _Store:
         """Per layer: (part, slot) of its keys, then (part, slot) of its values."""
         self.layers: list[Any] = []
         """The cache layers reading this store (rebound whenever `parts` change)."""
-        self.generation = 0
-        """Bumped whenever rows or columns move: views taken before then no longer say where
-        their row is."""
-        self.owner: _Batch | None = None
-        """The batch that last decoded in this store."""
 
     @property
     def capacity(self) -> int:
         return int(self.parts[0].shape[3])
-
-    @property
-    def rows(self) -> int:
-        return int(self.parts[0].shape[1])
-
-    def shift_row(self, row: int, start: int, end: int, by: int) -> None:
-        """Move row `row`'s columns `start:end` right by `by` columns."""
-        for part in self.parts:
-            part[:, row, :, start + by : end + by] = part[:, row, :, start:end].clone()
-
-    def reset_layers(self) -> None:
-        """Forget the cache layers of the batch that used this store before."""
-        self.layers = []
 
     def buffers(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A layer's [rows, kv_heads, capacity, head_dim] keys and values (views)."""
@@ -390,13 +362,11 @@ class _Store:
     def select(self, index: torch.Tensor) -> None:
         """Keep the rows in `index`, in that order (a copy)."""
         self.parts = [part.index_select(1, index) for part in self.parts]
-        self.generation += 1
         self._rebind()
 
     def drop_columns(self, first: int) -> None:
         """Forget the first `first` columns (views: nothing is copied)."""
         self.parts = [part[:, :, :, first:] for part in self.parts]
-        self.generation += 1
         for layer in self.layers:
             layer.filled -= first
         self._rebind()
@@ -409,7 +379,6 @@ class _Store:
             bigger[:, :, :, : part.shape[3]] = part
             grown.append(bigger)
         self.parts = grown
-        self.generation += 1
         self._rebind()
 
 
@@ -953,7 +922,7 @@ class LocalEngine:
                 session.pending = []
                 session.ids.extend(job.prompt_ids)
                 if session.kv is not None:
-                    job.past, job.past_len, job.past_home = session.kv, session.kv_len, session.kv_home
+                    job.past, job.past_len = session.kv, session.kv_len
                     self._uncache(session)
             total = len(session.ids)
             if self.max_positions is not None and total > self.max_positions:
@@ -1029,8 +998,6 @@ class LocalEngine:
         import torch
 
         started = time.perf_counter()
-        if self._prefill_in_place(jobs, started):
-            return
         unique: list[_Job] = []
         source: list[int] = []
         """Per job, the row of `unique` that computes it."""
@@ -1102,94 +1069,6 @@ class LocalEngine:
                 first, second, *rest = self._batches
                 self._batches = [self._merge(first, second), *rest]
 
-    def _prefill_in_place(self, jobs: list[_Job], started: float) -> bool:
-        """Prefill the jobs in the store their sessions last decoded in, each extending its own row
-        where it is: no copy of the kept context into a new batch. False when they cannot (their
-        rows moved, the store is busy or full, too few of its rows came back).
-
-        Rows whose sessions did not come back ride along on padding. A row with less to compute
-        than the longest moves its context right, so that every row still ends at the last column.
-        """
-        import torch
-
-        home = jobs[0].past_home
-        if home is None:
-            return False
-        store, generation, _ = home
-        owner = store.owner
-        if store.generation != generation or owner is None or owner in self._batches:
-            return False
-        filled = owner.cache.layers[0].filled
-        by_row: dict[int, _Job] = {}
-        for job in jobs:
-            if job.past_home is None or job.past_home[0] is not store or job.past_home[1] != generation:
-                return False
-            row = job.past_home[2]
-            if row in by_row or job.past_len != filled - owner.starts[row]:
-                return False
-            by_row[row] = job
-        if 4 * len(jobs) < 3 * store.rows:
-            return False
-        feeds = {row: len(job.session.ids) - job.past_len for row, job in by_row.items()}
-        new = max(feeds.values())
-        if filled + new + max(job.max_new for job in jobs) - 1 > store.capacity:
-            return False
-        if any(by_row[row].past_len < new - feed for row, feed in feeds.items()):
-            return False
-        width = filled + new
-        pad = self._pad_id
-        row_jobs = list(owner.row_jobs)
-        starts = list(owner.starts)
-        input_rows: list[list[int]] = []
-        position_rows: list[list[int]] = []
-        shifts: list[int] = []
-        for row in range(store.rows):
-            job = by_row.get(row)
-            if job is None:
-                # Not back this turn: padding in the window only (its kept columns stay as they are).
-                starts[row] = filled
-                input_rows.append([pad] * new)
-                position_rows.append([0] * new)
-                shifts.append(0)
-                continue
-            row_jobs[row] = job
-            shift = new - feeds[row]
-            if shift:
-                store.shift_row(row, starts[row], filled, shift)
-                starts[row] += shift
-            length = len(job.session.ids)
-            input_rows.append(job.session.ids[length - new :])
-            position_rows.append(list(range(length - new, length)))
-            shifts.append(shift)
-            job.past = None
-        device = store.parts[0].device
-        start_column = torch.tensor(starts, dtype=torch.long).unsqueeze(1)
-        mask = (torch.arange(width, dtype=torch.long).unsqueeze(0) >= start_column).long()
-        store.reset_layers()
-        cache = self._cache_for(store, filled)
-        if any(shifts):
-            room = torch.tensor(shifts, dtype=torch.long, device=device).unsqueeze(1)
-            keep = (torch.arange(new, dtype=torch.long, device=device).unsqueeze(0) < room).view(
-                store.rows, 1, new, 1
-            )
-            for layer in cache.layers:
-                layer.keep = keep
-        try:
-            logits = self._forward(
-                torch.tensor(input_rows, dtype=torch.long), mask, torch.tensor(position_rows), cache, 1
-            )[:, -1]
-            tokens, logprobs = self._sample(logits, row_jobs)
-        except Exception as exc:  # noqa: BLE001 - a failed forward fails its calls, not the engine
-            store.generation += 1
-            for job in jobs:
-                self._fail(job, ModelError(f"{self.name} prefill failed: {type(exc).__name__}: {exc}"))
-            return True
-        batch = _Batch(cache=cache, store=store, mask=mask.to(self.device), jobs=row_jobs, starts=starts)
-        self._start_batch(
-            batch, tokens, logprobs, started, sum(feeds.values()), sum(j.past_len for j in jobs)
-        )
-        return True
-
     def _prefill_cache(
         self, jobs: list[_Job], width: int, new: int, feeds: list[int]
     ) -> tuple[DynamicCache, _Store]:
@@ -1199,13 +1078,9 @@ class LocalEngine:
 
         starts = [width - len(job.session.ids) for job in jobs]
         with_past = [bool(job.past is not None and job.past_len) for job in jobs]
-        most_new = max(job.max_new for job in jobs)
-        capacity = width + most_new - 1
-        if any(with_past):
-            # Conversations that came back once will likely come back again: room for their next
-            # turns lets those extend their rows in place (`_prefill_in_place`). Untouched room
-            # costs address space, not memory.
-            capacity += max(2 * (new + most_new), width // 2)
+        # No spare room beyond the decode steps: slack between rows' columns makes attention
+        # slower (decode steps up to twice as slow with a few hundred spare columns).
+        capacity = width + max(job.max_new for job in jobs) - 1
         # Padding must read as zeros (masked, but 0 * garbage can be NaN); the query window
         # and the columns after it are written by the forward pass itself.
         store = self._new_store(len(jobs), capacity, zero_to=max(starts) if any(with_past) else 0)
@@ -1358,12 +1233,7 @@ class LocalEngine:
             start = batch.starts[row]
             # Views, not copies: the next turn reads them into its own batch, and an ended
             # session never needs them; `_sweep` copies out those of sessions that idle.
-            self._complete(
-                job,
-                batch.store.row(row, start, filled),
-                filled - start,
-                (batch.store, batch.store.generation, row),
-            )
+            self._complete(job, batch.store.row(row, start, filled), filled - start)
         if not keep:
             batch.jobs = []
             return
@@ -1372,7 +1242,6 @@ class LocalEngine:
             # less than copying every layer's keys and values to drop them).
             return
         batch.jobs = [batch.jobs[row] for row in keep]
-        batch.row_jobs = list(batch.jobs)
         index = torch.tensor(keep, dtype=torch.long, device=batch.mask.device)
         batch.store.select(index)
         batch.mask = batch.mask[index]
@@ -1389,8 +1258,6 @@ class LocalEngine:
         import torch
         from torch.nn.functional import pad
 
-        for batch in (running, joining):
-            batch.store.generation += 1  # their rows continue in the merged store
         widths = [batch.cache.layers[0].filled for batch in (running, joining)]
         width = max(widths)
         jobs = running.jobs + joining.jobs
@@ -1455,13 +1322,7 @@ class LocalEngine:
             return end[end.index(last) + 1 :] if last in end else list(end)
         return list(end)
 
-    def _complete(
-        self,
-        job: _Job,
-        kv: tuple[torch.Tensor, ...],
-        kv_len: int,
-        home: tuple[_Store, int, int] | None = None,
-    ) -> None:
+    def _complete(self, job: _Job, kv: tuple[torch.Tensor, ...], kv_len: int) -> None:
         """Record the reply in its session and queue it for delivery (the session stays busy
         until the caller has it, so a call cancelled meanwhile can still be undone)."""
         if job.future.cancelled():
@@ -1470,21 +1331,24 @@ class LocalEngine:
         job.settled = True
         session = job.session
         finished = time.perf_counter()
-        # model_construct: every field is built right here; validation would cost more than sampling.
-        generation = Generation.model_construct(
-            text=self.tokenizer.decode(job.sampled, skip_special_tokens=True),
-            prompt_ids=job.prompt_ids,
-            token_ids=list(job.sampled),
-            logprobs=list(job.logprobs),
-            loss_mask=[1] * len(job.sampled),
-            session_turn=session.replies,
-            finish_reason=job.finish or "stop",
-            model=self.name,
-            timings={
-                "queue": job.admitted - job.submitted,
-                "prefill": job.prefill_s,
-                "decode": max(0.0, finished - job.admitted - job.prefill_s),
-                "total": finished - job.submitted,
+        # trusted: every field is built right here; validation would cost more than sampling.
+        generation = trusted(
+            Generation,
+            {
+                "text": self.tokenizer.decode(job.sampled, skip_special_tokens=True),
+                "prompt_ids": job.prompt_ids,
+                "token_ids": list(job.sampled),
+                "logprobs": list(job.logprobs),
+                "loss_mask": [1] * len(job.sampled),
+                "session_turn": session.replies,
+                "finish_reason": job.finish or "stop",
+                "model": self.name,
+                "timings": {
+                    "queue": job.admitted - job.submitted,
+                    "prefill": job.prefill_s,
+                    "decode": max(0.0, finished - job.admitted - job.prefill_s),
+                    "total": finished - job.submitted,
+                },
             },
         )
         with self._lock:
@@ -1495,7 +1359,7 @@ class LocalEngine:
             session.last_used = time.monotonic()
             # The cache covers every id but the last sampled one, which the next turn feeds.
             if session.key is not None and not session.ended and kv_len == len(session.ids) - 1:
-                session.kv, session.kv_len, session.kv_view, session.kv_home = kv, kv_len, True, home
+                session.kv, session.kv_len, session.kv_view = kv, kv_len, True
                 self._views.append(session)
                 self._cached[session.key] = session
                 self._cached_tokens += kv_len
@@ -1580,7 +1444,7 @@ class LocalEngine:
     def _uncache(self, session: _Session) -> None:
         if session.kv is not None:
             self._cached_tokens -= session.kv_len
-            session.kv, session.kv_len, session.kv_view, session.kv_home = None, 0, False, None
+            session.kv, session.kv_len, session.kv_view = None, 0, False
         if session.key is not None and self._cached.get(session.key) is session:
             del self._cached[session.key]
 
@@ -1612,4 +1476,4 @@ class LocalEngine:
                     self._views.append(session)
                     continue
                 session.kv = tuple(piece.clone() for piece in session.kv)
-                session.kv_view, session.kv_home = False, None
+                session.kv_view = False

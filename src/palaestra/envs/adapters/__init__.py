@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from palaestra.core.registry import EnvError, EnvSpec, register, register_prefix
+from palaestra.core.registry import EnvError, EnvSpec, parse_option_value, register, register_prefix
 
 MINI_HANABI_PARAMS: dict[str, Any] = {
     "players": 2,
@@ -36,19 +36,6 @@ SIMPLE_HANABI_PARAMS: dict[str, Any] = {
 """MARS's Simple Hanabi (held-out game), as OpenSpiel `hanabi` parameters."""
 
 
-def parse_value(text: str) -> Any:
-    """`"3"` -> 3, `"0.5"` -> 0.5, `"true"` -> True; anything else stays text."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def split_adapter_id(prefix: str, rest: str) -> tuple[str, dict[str, Any]]:
     """Split `name?key=value&key=value` into the name and its parsed options."""
     name, _, query = rest.strip().partition("?")
@@ -61,7 +48,7 @@ def split_adapter_id(prefix: str, rest: str) -> tuple[str, dict[str, Any]]:
             key, eq, value = part.partition("=")
             if not eq or not key.strip():
                 raise EnvError(f"{prefix}:{rest}: options must look like ?key=value&key=value, got {part!r}")
-            options[key.strip()] = parse_value(value.strip())
+            options[key.strip()] = parse_option_value(value.strip())
     return name, options
 
 
