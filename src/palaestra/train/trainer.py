@@ -447,8 +447,15 @@ class Trainer:
         grad_norms: list[float] = []
         old_all: list[torch.Tensor] | None = None
         if algorithm.epochs > 1 or algorithm.minibatches > 1:
-            with torch.inference_mode():
-                old_all = token_logprobs(self.policy, TrainBatch.from_rows(rows)).per_row()
+            if all(logprobs is not None for logprobs in row_rollout_logprobs):
+                # The rollouts were sampled by these very weights, and the engine reports
+                # log pi(token) exactly as a forward pass recomputes it (checked every step by
+                # the importance-ratio stats), so the sampling log-probs serve as PPO's old ones
+                # and save a forward pass over the batch.
+                old_all = [torch.tensor(values or []) for values in row_rollout_logprobs]
+            else:
+                with torch.inference_mode():
+                    old_all = token_logprobs(self.policy, TrainBatch.from_rows(rows)).per_row()
         ratio_check: dict[str, float] = {}
         self.policy.train()
         try:
