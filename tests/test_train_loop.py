@@ -69,6 +69,10 @@ def test_a_tiny_run_writes_everything(tmp_path: Path) -> None:
     assert (out / "final" / "config.json").is_file()
     assert (out / "checkpoints" / "step_000003" / "trainer_state.pt").is_file()
     assert len(list((out / "checkpoints").iterdir())) == config.train.keep_checkpoints
+    from palaestra.train.plots import plot_learning_curve
+
+    png = plot_learning_curve(out)
+    assert png.read_bytes().startswith(b"\x89PNG")
 
 
 def test_turn_memory_rows_are_one_context_per_turn(tmp_path: Path) -> None:
