@@ -239,7 +239,8 @@ async def main_async(args: argparse.Namespace) -> None:
         reuse[memory] = (
             after.prefilled_tokens - before.prefilled_tokens,
             after.reused_tokens - before.reused_tokens,
-            after.shared_tokens - before.shared_tokens,
+            # getattr: older engines (for before/after runs of this script) do not count it.
+            getattr(after, "shared_tokens", 0) - getattr(before, "shared_tokens", 0),
         )
     stats = engine.stats()
     await engine.close()

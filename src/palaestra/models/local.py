@@ -8,23 +8,34 @@ How a call flows:
 - `await engine.generate(request)` renders only the request's new messages through the tokenizer's
   chat template (`ChatRenderer`) and queues a job. The session's context is always its previous
   ids + the sampled ids + the rendered delta: model tokens are never decoded and encoded again.
-- One worker thread owns the model and does continuous batching: waiting jobs (admitted once
-  arrivals pause for `batch_wait_s`, oldest *session* first, as Continuum's program-level FCFS)
-  are prefilled together in one forward pass, and the batch then decodes one token per session
-  per forward pass. A finished session leaves its batch at once; newly prefilled batches decode
-  beside the running ones (the smallest are merged when there are too many). Answers go back to
-  each caller's event loop in one wake-up per step, so any number of loops may share the engine.
+- One worker thread owns the model and does continuous batching: waiting jobs are prefilled
+  together in one forward pass (oldest *session* first, as Continuum's program-level FCFS), and
+  the batch then decodes one token per session per forward pass. Jobs are admitted once arrivals
+  pause for `batch_wait_s`, or at once when as many requests came back as answers went out; while
+  a batch decodes, a few newcomers wait for it (up to `_MAX_WAITS` windows) rather than cost
+  forward passes of their own, since its rows will soon be back to share a prefill with them.
+  A finished session is answered at once (its row rides along on padding until most of the batch
+  is done); newly prefilled batches decode beside the running ones (the smallest are merged when
+  there are too many). Answers go back to each caller's event loop in one wake-up per step, so
+  any number of loops may share the engine.
 - Each session's KV cache is kept between its turns, so a turn feeds only the new tokens (the
   last sampled token, forced end-of-turn ids, and the rendered delta), never the whole history.
-  Sessions whose cached lengths differ share a forward pass through a padded `DynamicCache`: the
-  past is left-padded, the new tokens right-padded, padding is masked out by the 2D attention
-  mask and every token gets its true position id, so each row computes exactly what it would
-  alone (up to float rounding).
+  A batch keeps every layer's keys and values in one buffer (`_Store`), rows right-aligned: a
+  row's context is contiguous and ends at the last column, padding is on the left, masked out
+  by the 2D attention mask, and every token gets its true position id, so each row computes
+  exactly what it would alone (up to float rounding). New tokens are written into the buffer in
+  place (no concatenation per step), and a finished row's cache is kept as a view of it (copied
+  out only if its session idles), so moving a context into the next turn's batch is one copy.
+  On CPU a finished batch's buffer is reused once no kept cache views it: fresh memory costs a
+  page fault per 4 KiB, about as much as writing it.
+- Sessions with nothing kept whose contexts are identical (many episodes' same first prompt, a
+  GRPO group's shared prompt) are computed once in their prefill and share the result.
 - Memory bound: at most `max_cached_tokens` cached tokens are kept across idle sessions; beyond
   it the least recently used session's cache is dropped. A session idle longer than
   `session_ttl_s` (e.g. waiting on a slow tool or a person) loses its cache first. Only the
   cache is dropped: the token ids are always kept, and the next turn re-prefills from them, so
-  results do not change.
+  results do not change. A kept cache that is still a view of its batch's buffer is copied out
+  once its session has idled a sweep interval, so idle sessions do not hold whole batches.
 
 Sampling: temperature 0 is greedy; otherwise softmax(logits / temperature), cut to the smallest
 set of tokens holding `top_p` of the mass, sampled by inverse CDF with one uniform draw per token
@@ -55,6 +66,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import math
 import random
 import threading
 import time
@@ -82,6 +94,8 @@ _TRIM_MIN_COLUMNS = 64
 _MAX_RUNNING_BATCHES = 4
 """Prefilled groups decode as separate batches (merging copies every cache) until there are more
 than this many; then the two smallest are merged, bounding the forward passes per step."""
+_MAX_RETIRED_STORES = 6
+"""Finished batches' stores kept for their memory (see `LocalEngine._recycle`)."""
 _MAX_WAITS = 15
 """A waiting request is admitted at the latest this many `batch_wait_s` windows after it came."""
 
@@ -615,6 +629,17 @@ class LocalEngine:
         self._cached_tokens = 0
         self._views: list[_Session] = []
         """Sessions whose kept cache may still be a view of a batch buffer."""
+        self._retired: list[_Store] = []
+        """Stores of finished batches, whose memory new stores reuse once no kept cache views it."""
+        self._storage_users: Any = None
+        self._idle_users = 0
+        # torch's count of a storage's holders (a private helper; without it memory is not reused).
+        users = getattr(torch._C, "_storage_Use_Count", None)
+        if users is not None and self.device == "cpu":
+            # A part only the store holds: the part and the handle `untyped_storage()` returns.
+            probe_part = torch.empty(4)
+            self._idle_users = users(probe_part.untyped_storage()._cdata)
+            self._storage_users = users
         self._waiting: list[_Job] = []
         self._running_rows = 0
         self._last_answers = 0.0
@@ -738,6 +763,7 @@ class LocalEngine:
         self._kv_slots = slots
         self._kv_parts = [(counts[part], heads, dim) for (heads, dim), part in parts.items()]
         self._kv_dtype = cache.layers[0].keys.dtype
+        self._kv_itemsize = cache.layers[0].keys.element_size()
 
     # ----- request side (caller's thread) ------------------------------------------------
     def _stop_ids(self) -> frozenset[int]:
@@ -1061,13 +1087,17 @@ class LocalEngine:
         for job in batch.jobs:
             job.prefill_s = elapsed
         self._advance(batch, tokens, logprobs)
-        if batch.jobs:
-            self._batches.append(batch)
-            if len(self._batches) > _MAX_RUNNING_BATCHES:
-                # Too many forward passes per step: fold the two smallest batches into one.
-                self._batches.sort(key=lambda b: len(b.jobs))
-                first, second, *rest = self._batches
-                self._batches = [self._merge(first, second), *rest]
+        if not batch.jobs:
+            self._recycle(batch)
+            return
+        self._batches.append(batch)
+        if len(self._batches) > _MAX_RUNNING_BATCHES:
+            # Too many forward passes per step: fold the two smallest batches into one.
+            self._batches.sort(key=lambda b: len(b.jobs))
+            first, second, *rest = self._batches
+            self._batches = [self._merge(first, second), *rest]
+            self._recycle(first)
+            self._recycle(second)
 
     def _prefill_cache(
         self, jobs: list[_Job], width: int, new: int, feeds: list[int]
@@ -1106,15 +1136,60 @@ class LocalEngine:
 
     def _new_store(self, rows: int, capacity: int, zero_to: int) -> _Store:
         """An empty store for `rows` rows and `capacity` columns, the first `zero_to` zeroed."""
-        import torch
-
         parts = []
         for slots, heads, dim in self._kv_parts:
-            part = torch.empty((slots, rows, heads, capacity, dim), dtype=self._kv_dtype, device=self.device)
+            part = self._new_part((slots, rows, heads, capacity, dim))
             if zero_to:
                 part[:, :, :, :zero_to].zero_()
             parts.append(part)
         return _Store(parts, self._kv_slots)
+
+    def _new_part(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """An uninitialised store part, in a retired store's memory when one is free."""
+        import torch
+
+        storage = self._spare_storage(math.prod(shape) * self._kv_itemsize)
+        if storage is None:
+            return torch.empty(shape, dtype=self._kv_dtype, device=self.device)
+        return torch.empty(0, dtype=self._kv_dtype, device=self.device).set_(storage, 0, shape)
+
+    def _recycle(self, batch: _Batch) -> None:
+        """A finished batch: let go of its cache layers, and keep its store's memory for a later
+        batch once no kept cache views it any more (fresh memory costs a page fault per 4 KiB,
+        about as much as writing it)."""
+        for layer in batch.cache.layers:
+            layer.keys = layer.values = layer.buffer_keys = layer.buffer_values = None
+        batch.store.layers = []
+        if self._storage_users is not None:
+            self._retired.append(batch.store)
+            del self._retired[:-_MAX_RETIRED_STORES]
+
+    def _spare_storage(self, nbytes: int) -> Any:
+        """Memory of a retired store that nothing views any more and that holds `nbytes`
+        (the smallest such), or None."""
+        if self._storage_users is None or not self._retired:
+            return None
+        users = self._storage_users
+        best: tuple[int, int, int] | None = None
+        for index, store in enumerate(self._retired):
+            for number, part in enumerate(store.parts):
+                storage = part.untyped_storage()
+                size = storage.nbytes()
+                # Only the part itself (and the `storage` handle just taken) may hold it.
+                if (
+                    size >= nbytes
+                    and users(storage._cdata) <= self._idle_users
+                    and (best is None or size < best[0])
+                ):
+                    best = (size, index, number)
+        if best is None:
+            return None
+        _, index, number = best
+        store = self._retired[index]
+        part = store.parts.pop(number)
+        if not store.parts:
+            del self._retired[index]
+        return part.untyped_storage()
 
     def _cache_for(self, store: _Store, filled: int) -> DynamicCache:
         layer_class = _batch_layer_class()
@@ -1161,6 +1236,7 @@ class LocalEngine:
             self._retire(batch)
             if not batch.jobs:
                 self._batches.remove(batch)
+                self._recycle(batch)
                 return
             jobs = batch.jobs
         # Rows already answered ride along on padding until the batch is compacted.
@@ -1187,6 +1263,7 @@ class LocalEngine:
         self._advance(batch, tokens, logprobs)
         if not batch.jobs:
             self._batches.remove(batch)
+            self._recycle(batch)
 
     def _advance(self, batch: _Batch, tokens: list[int], logprobs: list[float]) -> None:
         """Record one sampled token per row, then retire the rows that finished."""
