@@ -63,7 +63,6 @@ their windows); prompts are prefilled in one piece (no chunked prefill).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import math
@@ -71,7 +70,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +78,7 @@ from typing import TYPE_CHECKING, Any
 from palaestra.core.messages import Message
 from palaestra.core.records import Generation, trusted
 from palaestra.models.base import GenerationRequest, ModelError, SamplingParams
+from palaestra.models.tiny import quiet_transformers
 
 if TYPE_CHECKING:
     import torch
@@ -467,19 +467,6 @@ def _batch_layer_class() -> type:
     return _BatchLayer
 
 
-@contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _resolve_device(device: str) -> str:
     import torch
 
@@ -566,7 +553,7 @@ class LocalEngine:
             torch_dtype = getattr(torch, dtype, None)
             if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
                 raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
-        with _quiet_loading():
+        with quiet_transformers():
             self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model: Any = AutoModelForCausalLM.from_pretrained(
                 folder, local_files_only=True, dtype=torch_dtype

@@ -107,8 +107,8 @@ def build_tiny_tokenizer(
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' progress bars while we save (they would clutter CLI output)."""
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars while loading or saving (they would clutter CLI output)."""
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
@@ -195,7 +195,7 @@ def init_tiny_model(
     model.generation_config.eos_token_id = vocabulary[END_OF_TURN]
     model.generation_config.pad_token_id = vocabulary[PAD]
     target.mkdir(parents=True, exist_ok=True)
-    with _quiet_transformers():
+    with quiet_transformers():
         model.save_pretrained(target)
         tokenizer.save_pretrained(target)
     parameters = sum(parameter.numel() for parameter in model.parameters())
