@@ -164,6 +164,8 @@ def _load_builtin_agents() -> None:
         "palaestra.agents.solvers",
         "palaestra.agents.human",
         "palaestra.agents.llm",
+        "palaestra.agents.service",
+        "palaestra.agents.social",
     ):
         try:
             importlib.import_module(module)

@@ -153,8 +153,9 @@ def run(
     agents_csv: Annotated[
         str, typer.Option("--agents", "-a", help="one agent spec per seat, comma-separated")
     ],
-    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1)] = 100,
-    seed: Annotated[int, typer.Option(help="episode i uses seed + i")] = 0,
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="distinct env seeds")] = 100,
+    trials: Annotated[int, typer.Option(min=1, help="episodes per env seed (pass^k needs k <= trials)")] = 1,
+    seed: Annotated[int, typer.Option(help="seed i is seed + i")] = 0,
     out: Annotated[
         Path | None, typer.Option(help="run folder (default: runs/<env>__<agents>__seed<S>)")
     ] = None,
@@ -176,7 +177,8 @@ def run(
             env_id=env,
             env_options=parse_options(option or []),
             agents=agent_specs,
-            episodes=episodes,
+            episodes=episodes * trials,
+            group_size=trials,
             seed=seed,
             alternate_seats=alternate_seats,
             concurrency=concurrency,
@@ -194,7 +196,7 @@ def run(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err_console, disable=not progress, transient=True) as bar:
-        task = bar.add_task(env, total=episodes, rate="")
+        task = bar.add_task(env, total=episodes * trials, rate="")
 
         def on_progress(done: int, total: int) -> None:
             elapsed = time.perf_counter() - started
@@ -211,7 +213,39 @@ def run(
 
         summary = guarded(lambda: asyncio.run(run_and_close()))
     print_summary(summary, time.perf_counter() - started)
+    print_family_sections(env, out_dir)
+    index_in_store(out_dir)
     console.print(f"episodes: {out_dir / 'episodes.jsonl'}")
+
+
+def index_in_store(run_dir: Path) -> None:
+    """Index a finished (or interrupted) run into the results database next to it."""
+    try:
+        from palaestra.store import index_run
+    except ImportError:  # a build without the results store
+        return
+    guarded(lambda: index_run(run_dir))
+
+
+def print_family_sections(env_id: str, out_dir: Path) -> None:
+    """The family-specific tables of a run (pass^k, society metrics, ...), when any apply."""
+    from palaestra.eval.summaries import providers_for
+    from palaestra.rollout.runner import iter_episodes
+
+    providers = providers_for(env_id)
+    if not providers:
+        return
+    episodes = list(iter_episodes(out_dir / "episodes.jsonl"))
+    for provider in providers:
+        for section in provider(episodes):
+            table = Table(title=section.title)
+            for index, column in enumerate(section.columns):
+                table.add_column(column, justify="left" if index == 0 else "right")
+            for row in section.rows:
+                table.add_row(*row)
+            console.print(table)
+            if section.note:
+                console.print(section.note, highlight=False)
 
 
 @app.command()
@@ -419,6 +453,26 @@ def serve(
             on_ready=lambda url: console.print(f"serving {model} at {url} (Ctrl-C to stop)"),
         )
     )
+
+
+FAMILY_COMMANDS = ("palaestra.cli.service_cmds", "palaestra.cli.social_cmds", "palaestra.cli.arena_cmds")
+"""Modules that add their commands through `register(app)`; each keeps its imports lazy."""
+
+
+def _register_family_commands() -> None:
+    import importlib
+
+    for module_name in FAMILY_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.register(app)
+
+
+_register_family_commands()
 
 
 def main() -> None:

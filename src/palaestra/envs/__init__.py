@@ -1,4 +1,13 @@
 """palaestra.envs: the worlds. One sub-package per family; importing this registers them all."""
 
+import importlib
+
 from palaestra.envs import adapters as adapters
 from palaestra.envs import games as games
+
+for _family in ("palaestra.envs.service", "palaestra.envs.social"):
+    try:
+        importlib.import_module(_family)
+    except ModuleNotFoundError as _missing:
+        if _missing.name != _family:
+            raise

@@ -1,0 +1,1 @@
+"""Evaluation: run summaries, metrics, ratings and reports computed from episode records."""
