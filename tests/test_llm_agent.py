@@ -359,6 +359,29 @@ def test_close_ends_the_agents_sessions() -> None:
     assert model.sessions == []
 
 
+def test_legal_retries_resample_an_illegal_answer_with_new_seeds_and_sessions() -> None:
+    # Each retry is a fresh session (the mock script restarts), so a per-seed reply function
+    # decides: the first two seeds answer an occupied cell, the third a free one.
+    answers = iter(["5", "5", "2"])
+    model = MockModel(lambda request: next(answers))
+    agent = LLMAgent(model, template="compact", legal_retries=3)
+    decision = run(agent.act(view_of([user("x")], ["1", "2", "3"], episode_id="e", seed=4)))
+    assert decision.action == "2"
+    assert [r.session for r in model.requests] == ["e/player_0/0", "e/player_0/0/r1", "e/player_0/0/r2"]
+    assert len({r.sampling.seed for r in model.requests}) == 3
+
+
+def test_legal_retries_give_up_and_return_the_last_illegal_answer() -> None:
+    model = MockModel(["9"])
+    agent = LLMAgent(model, template="compact", legal_retries=2)
+    decision = run(agent.act(view_of([user("x")], ["1"], episode_id="e")))
+    assert decision.action == "9" and len(model.requests) == 3
+    without = LLMAgent(MockModel(["9"]), template="compact")
+    assert run(without.act(view_of([user("x")], ["1"], episode_id="e"))).action == "9"
+    with pytest.raises(AgentError, match="memory=turn"):
+        LLMAgent(MockModel(), template="mars", legal_retries=1)
+
+
 def test_bad_agent_arguments_are_one_line_agent_errors() -> None:
     for kwargs in ({"temperature": -1.0}, {"top_p": 0.0}, {"max_new_tokens": 0}, {"template": "chatty"}):
         with pytest.raises(AgentError) as caught:

@@ -205,6 +205,11 @@ class LLMAgent:
             `auto` is `turn` for the compact template and `session` otherwise.
         session_prefix: put before every session name; runs that share one model concurrently
             (and so reuse episode ids) give each a different prefix.
+        legal_retries: when the answer is not one of the view's legal actions, sample again (with
+            a new seed) up to this many times: the model's policy conditioned on legal moves.
+            For opponents (league snapshots sampled hot), never for the policy being trained or
+            evaluated, whose illegal moves must count. Needs `turn` memory (a session would keep
+            the refused reply in its context).
     """
 
     def __init__(
@@ -219,6 +224,7 @@ class LLMAgent:
         stop: Sequence[str] = (),
         memory: str = "auto",
         session_prefix: str = "",
+        legal_retries: int = 0,
     ) -> None:
         if temperature < 0:
             raise AgentError(f"temperature must be >= 0, got {temperature}")
@@ -249,6 +255,11 @@ class LLMAgent:
         if memory not in ("session", "turn"):
             raise AgentError(f"memory must be auto, session or turn, got {memory!r}")
         self.memory = memory
+        if legal_retries < 0:
+            raise AgentError(f"legal_retries must be >= 0, got {legal_retries}")
+        if legal_retries and memory != "turn":
+            raise AgentError("legal_retries needs memory=turn (a session would keep the refused reply)")
+        self.legal_retries = legal_retries
         self.session_prefix = session_prefix
         self.session_calls: dict[str, int] = {}
         self.sessions: list[str] = []
@@ -262,9 +273,11 @@ class LLMAgent:
             self._model = resolve_model(self.model_spec)
         return self._model
 
-    def sampling_for(self, view: AgentView) -> SamplingParams:
+    def sampling_for(self, view: AgentView, attempt: int = 0) -> SamplingParams:
         """This decision's sampling parameters, seeded from the decision so reruns repeat."""
         seed = view.seed if self.seed is None else (self.seed * 1_000_003 + view.seed) & 0x7FFFFFFF
+        if attempt:
+            seed = (seed + attempt * 0x9E3779B1) & 0x7FFFFFFF
         return SamplingParams(
             temperature=self.temperature,
             top_p=self.top_p,
@@ -279,13 +292,24 @@ class LLMAgent:
             for finished in self.sessions:
                 await self.model.end_session(finished)
             self.sessions = []
-            session = f"{self.session_prefix}{view.episode_id}/{view.player}/{view.turn}"
+        decision = await self._sample(view, 0)
+        legal = view.legal_actions
+        attempt = 0
+        while legal is not None and attempt < self.legal_retries and decision.action not in legal:
+            attempt += 1
+            decision = await self._sample(view, attempt)
+        return decision
+
+    async def _sample(self, view: AgentView, attempt: int) -> Decision:
+        if self.memory == "turn":
+            retry = f"/r{attempt}" if attempt else ""
+            session = f"{self.session_prefix}{view.episode_id}/{view.player}/{view.turn}{retry}"
         else:
             session = f"{self.session_prefix}{view.episode_id}/{view.player}"
         if session not in self.sessions:
             self.sessions.append(session)
         request = GenerationRequest(
-            session=session, messages=self.template.render(view), sampling=self.sampling_for(view)
+            session=session, messages=self.template.render(view), sampling=self.sampling_for(view, attempt)
         )
         generation = await self.model.generate(request)
         calls = self.session_calls.get(session, 0)
@@ -316,6 +340,7 @@ _OPTION_TYPES: dict[str, type] = {
     "seed": int,
     "template": str,
     "memory": str,
+    "legal_retries": int,
 }
 _KIND_NAMES: dict[type, str] = {int: "an integer", float: "a number", str: "text"}
 

@@ -32,8 +32,10 @@ class InvalidAction:
         player: who sent it.
         action: the text as received (truncated to 500 characters).
         reason: why it was refused, in words an agent can act on.
-        outcome: `retry` (the player is asked again), `forfeit` (the player lost the game) or
-            `penalty` (MARS: the game ended with a penalty for the offender).
+        outcome: `retry` (the player is asked again), `forfeit` (the player lost the game),
+            `penalty` (MARS: the game ended with a penalty for the offender) or `default` (a
+            fallback action that never helps the offender was played for it, as in the social
+            simulations).
     """
 
     player: PlayerId

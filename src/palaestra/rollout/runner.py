@@ -269,11 +269,7 @@ async def run_episodes(
     libraries can pass agents that have no spec string. `on_progress(done, total)` is called
     after each episode.
     """
-    env_spec = spec(config.env_id)  # unknown env: EnvError before anything is written
-    if len(config.agents) != env_spec.num_players and "num_players" not in config.env_options:
-        raise RunError(
-            f"{config.env_id} has {env_spec.num_players} seats but {len(config.agents)} agents were given"
-        )
+    spec(config.env_id)  # unknown env: EnvError before anything is written
     agent_factories = dict(factories or {})
     missing = [s for s in dict.fromkeys(config.agents) if s not in agent_factories]
     agent_factories.update(resolve_agents(missing))

@@ -87,6 +87,9 @@ class RolloutSection(_Section):
             rollouts bit-for-bit reproducible, since float sums then never depend on batching).
         league_temperature: sampling temperature of league opponents (default: `temperature`);
             higher values show the policy more varied positions.
+        league_legal_retries: a league opponent whose sampled answer is illegal samples again up
+            to this many times (its policy conditioned on legal moves): hot snapshots then show
+            varied positions instead of ending games early with an illegal move.
     """
 
     envs: list[str] = Field(default_factory=lambda: ["tic_tac_toe-v0"], min_length=1)
@@ -104,6 +107,7 @@ class RolloutSection(_Section):
     turn_timeout_s: float = Field(default=120.0, gt=0)
     engine_batch_size: int = Field(default=256, ge=1)
     league_temperature: float | None = Field(default=None, ge=0)
+    league_legal_retries: int = Field(default=0, ge=0)
 
 
 class AlgorithmSection(_Section):

@@ -22,6 +22,9 @@ DEFAULT_OPPONENTS: dict[str, list[str]] = {
     "connect_four-v0": ["random", "mcts:simulations=100"],
     "kuhn_poker-v0": ["random", "cfr"],
     "leduc_poker-v0": ["random", "cfr"],
+    "commons-v0": ["sustainable", "greedy"],
+    "prisoners_dilemma-v0": ["tit_for_tat", "greedy"],
+    "public_goods-v0": ["sustainable", "greedy"],
 }
 EVAL_SEED = 1_000_000
 """Evaluation seeds start here, far from training seeds."""

@@ -64,6 +64,7 @@ def policy_factory(
     top_p: float = 1.0,
     max_new_tokens: int | None = None,
     session_prefix: str = "",
+    legal_retries: int = 0,
 ) -> AgentFactory:
     """Fresh LLM agents over `model` (a `Model`), with the model's own prompt template.
 
@@ -78,6 +79,7 @@ def policy_factory(
             top_p=top_p,
             max_new_tokens=max_new_tokens,
             session_prefix=session_prefix,
+            legal_retries=legal_retries,
         )
 
     return make

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from palaestra.core.records import Episode
-from palaestra.core.registry import spec as env_spec
+from palaestra.core.registry import make
 from palaestra.train.advantages import compute_advantages
 from palaestra.train.checkpoint import (
     latest_checkpoint,
@@ -109,6 +109,8 @@ class Trainer:
         self.resume = resume
         self.on_event = on_event or (lambda kind, payload: None)
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
+        self._seats: dict[str, int] = {}
         self.step = 0
         self.env_steps = 0
         self.rng = random.Random(config.train.seed)
@@ -264,7 +266,7 @@ class Trainer:
         started = time.perf_counter()
         episodes: list[Episode] = []
         for env_number, env_id in enumerate(self.config.rollout.envs):
-            players = env_spec(env_id).num_players
+            players = self._num_players(env_id)
             teachers = {
                 f"{TEACHER}{seat}": teacher_factory(
                     sft.agents[seat % len(sft.agents)], self.engine, self.template
@@ -312,6 +314,7 @@ class Trainer:
                     "dataset_s": dataset_s,
                     "seconds": time.perf_counter() - step_started,
                     "time_s": time.perf_counter() - self.started,
+                    "cpu_s": time.process_time() - self.cpu_started,
                 }
                 _append_jsonl(self.out / METRICS_FILE, record)
                 self.on_event("sft", record)
@@ -322,6 +325,14 @@ class Trainer:
     # ----- one RL step --------------------------------------------------------------------------
     def _env_options(self, env_id: str) -> dict[str, Any]:
         return dict(self.config.rollout.env_options.get(env_id, {}))
+
+    def _num_players(self, env_id: str) -> int:
+        """Seats of the env as configured (options such as `num_players` may change them)."""
+        if env_id not in self._seats:
+            env = make(env_id, **self._env_options(env_id))
+            self._seats[env_id] = len(env.players)
+            env.close()
+        return self._seats[env_id]
 
     def _seed(self, phase: str, step: int, env_number: int) -> int:
         base = {"sft": 1, "rl": 2}[phase]
@@ -347,10 +358,15 @@ class Trainer:
         league_temperature = (
             rollout.temperature if rollout.league_temperature is None else rollout.league_temperature
         )
-        league = policy_factory(self.league_engine, temperature=league_temperature, top_p=rollout.top_p)
+        league = policy_factory(
+            self.league_engine,
+            temperature=league_temperature,
+            top_p=rollout.top_p,
+            legal_retries=rollout.league_legal_retries,
+        )
         jobs = []
         for env_number, env_id in enumerate(rollout.envs):
-            players = env_spec(env_id).num_players
+            players = self._num_players(env_id)
             self_play = round(rollout.episodes_per_step * rollout.self_play)
             league_games = rollout.episodes_per_step - self_play
             seed = self._seed("rl", self.step, env_number)
@@ -404,6 +420,8 @@ class Trainer:
             "phase": "rl",
             "step": self.step + 1,
             "time_s": time.perf_counter() - self.started,
+            # CPU seconds of this process: on a loaded machine, what the run would take alone.
+            "cpu_s": time.process_time() - self.cpu_started,
             "rollout_s": rollout_s,
             "update_s": time.perf_counter() - update_started,
             "episodes": len(episodes),
@@ -554,7 +572,7 @@ class Trainer:
                 self._env_options(env_id),
                 opponents,
                 episodes=episodes,
-                num_players=env_spec(env_id).num_players,
+                num_players=self._num_players(env_id),
             )
         for cell in cells:
             _append_jsonl(
@@ -563,6 +581,7 @@ class Trainer:
                     "stage": stage,
                     "step": self.step,
                     "time_s": time.perf_counter() - self.started,
+                    "cpu_s": time.process_time() - self.cpu_started,
                     **cell.to_dict(),
                 },
             )
