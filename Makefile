@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[textarena,models,dev]'
+	$(BIN)/pip install -q -e '.[textarena,models,export,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -220,11 +220,12 @@ def run(
 
 def index_in_store(run_dir: Path) -> None:
     """Index a finished (or interrupted) run into the results database next to it."""
+    from palaestra.store import StoreError, index_run
+
     try:
-        from palaestra.store import index_run
-    except ImportError:  # a build without the results store
-        return
-    guarded(lambda: index_run(run_dir))
+        index_run(run_dir)
+    except (StoreError, OSError) as exc:  # the run itself is safe in its JSONL; say so, go on
+        err_console.print(f"[yellow]not indexed:[/] {exc}", highlight=False)
 
 
 def print_family_sections(env_id: str, out_dir: Path) -> None:

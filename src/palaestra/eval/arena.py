@@ -1,0 +1,622 @@
+"""Tournaments: agents x envs, every seat order, K episodes per seating, through the normal runner.
+
+`run_arena(config, out_dir)` plays each seating as its own resumable run folder
+(`OUT/<env>/<agent>__vs__<agent>/`), indexes them into `OUT/palaestra.db`, and returns
+`ArenaResults`: OpenSkill and Elo ratings, win/draw/loss with 95% Wilson intervals, MARS-style
+normalized returns per game and seat, and SPIN-Bench-style results against a solver where the game
+has one (tic-tac-toe: `minimax`; Kuhn and Leduc poker: `cfr`). Rerunning the same arena skips every
+finished episode; adding agents or envs plays only the new seatings.
+
+Seatings: for an env with N seats, every combination of N distinct agents is played in each of its
+N cyclic seat rotations (for two-player games: both seat orders of every pair). All seatings of an
+env share the env seeds `seed .. seed + K - 1`, so both orders see the same deals (duplicate format).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import hashlib
+import inspect
+import json
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from palaestra.eval.ratings import (
+    Game,
+    RatingHistory,
+    SkillRating,
+    elo_ratings,
+    openskill_ratings,
+    wilson_interval,
+)
+
+ARENA_FILE = "arena.json"
+RESULTS_FILE = "results.json"
+
+SOLVERS: dict[str, str] = {"tic_tac_toe": "minimax", "kuhn_poker": "cfr", "leduc_poker": "cfr"}
+"""Native game name -> the agent spec of its solver (perfect or equilibrium play)."""
+
+AGENT_GAMES: dict[str, frozenset[str]] = {
+    "minimax": frozenset({"tic_tac_toe"}),
+    "cfr": frozenset({"kuhn_poker", "leduc_poker"}),
+    "mcts": frozenset({"tic_tac_toe", "connect_four"}),
+}
+"""Agents that can play only some native games (solvers, perfect-information search); the arena
+leaves them out of the other native games' seatings. Adapter envs (`prefix:name`) seat everyone."""
+
+
+class ArenaError(ValueError):
+    """A user-facing arena problem (too few agents, a folder holding another arena); one line."""
+
+
+class ArenaConfig(BaseModel):
+    """What to play. Written to `arena.json`; a rerun must keep `seed` and `env_options`.
+
+    Fields:
+        agents: agent specs (at least two).
+        envs: env ids.
+        episodes: K, episodes per seating (per seat order).
+        seed: env seeds are `seed .. seed + K - 1` for every seating.
+        solvers: also seat each game's solver (when it has one and it is not among the agents).
+        env_options: per env id, options passed to `make`.
+        concurrency: episodes in flight per seating.
+        parallel: seatings played at once (model agents batch across them).
+        turn_timeout_s, episode_timeout_s: as in `RunConfig`.
+    """
+
+    agents: list[str] = Field(min_length=1)
+    envs: list[str] = Field(min_length=1)
+    episodes: int = Field(ge=1)
+    seed: int = 0
+    solvers: bool = True
+    env_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    concurrency: int = Field(default=16, ge=1)
+    parallel: int = Field(default=4, ge=1)
+    turn_timeout_s: float | None = Field(default=60.0, gt=0)
+    episode_timeout_s: float | None = Field(default=3600.0, gt=0)
+
+
+@dataclass(frozen=True)
+class Seating:
+    """One run of the arena: an env and the agents in seat order, in its own folder."""
+
+    env_id: str
+    agents: tuple[str, ...]
+    folder: str
+
+    def run_config(self, config: ArenaConfig) -> Any:
+        from palaestra.rollout.runner import RunConfig
+
+        return RunConfig(
+            env_id=self.env_id,
+            env_options=config.env_options.get(self.env_id, {}),
+            agents=list(self.agents),
+            episodes=config.episodes,
+            seed=config.seed,
+            concurrency=config.concurrency,
+            turn_timeout_s=config.turn_timeout_s,
+            episode_timeout_s=config.episode_timeout_s,
+        )
+
+
+def game_name(env_id: str) -> str | None:
+    """The native game an env id names (`tic_tac_toe-v0` -> `tic_tac_toe`); None for adapters."""
+    if ":" in env_id:
+        return None
+    return re.sub(r"-v\d+$", "", env_id)
+
+
+def agent_name(spec: str) -> str:
+    return spec.strip().partition(":")[0]
+
+
+def solver_for(env_id: str) -> str | None:
+    """The solver agent spec of an env, if its game has one."""
+    name = game_name(env_id)
+    return SOLVERS.get(name) if name else None
+
+
+def plays(agent: str, env_id: str) -> bool:
+    """Whether the arena seats `agent` in `env_id` (see `AGENT_GAMES`)."""
+    games = AGENT_GAMES.get(agent_name(agent))
+    name = game_name(env_id)
+    return games is None or name is None or name in games
+
+
+def _slug(text: str, limit: int = 48) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("._") or "agent"
+    if slug != text or len(slug) > limit:
+        slug = f"{slug[:limit]}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+    return slug
+
+
+def seating_folder(env_id: str, agents: Sequence[str]) -> str:
+    """The run folder of a seating, relative to the arena folder."""
+    return f"{_slug(env_id, 64)}/{'__vs__'.join(_slug(a) for a in agents)}"
+
+
+def env_seats(env_id: str, options: dict[str, Any]) -> int:
+    from palaestra.core.registry import make
+
+    env = make(env_id, **options)
+    try:
+        return len(list(env.players))
+    finally:
+        env.close()
+
+
+def plan_seatings(config: ArenaConfig, seats: Callable[[str], int] | None = None) -> list[Seating]:
+    """Every seating of the arena, env by env (raises ArenaError when an env cannot be filled)."""
+    count = seats or (lambda env_id: env_seats(env_id, config.env_options.get(env_id, {})))
+    plan: list[Seating] = []
+    for env_id in dict.fromkeys(config.envs):
+        agents = [a for a in dict.fromkeys(config.agents) if plays(a, env_id)]
+        solver = solver_for(env_id)
+        if config.solvers and solver and all(agent_name(a) != solver for a in agents):
+            agents.append(solver)
+        n = count(env_id)
+        if len(agents) < n:
+            raise ArenaError(
+                f"{env_id} has {n} seats but only {len(agents)} agent(s) can play it "
+                f"({', '.join(agents) or 'none'}); give at least {n} agents"
+            )
+        for group in combinations(agents, n):
+            for shift in range(n):
+                order = tuple(group[shift:] + group[:shift])
+                plan.append(Seating(env_id, order, seating_folder(env_id, order)))
+    return plan
+
+
+def left_out(config: ArenaConfig) -> dict[str, list[str]]:
+    """Per env, the given agents the arena does not seat there (see `AGENT_GAMES`)."""
+    skipped: dict[str, list[str]] = {}
+    for env_id in dict.fromkeys(config.envs):
+        missing = [a for a in dict.fromkeys(config.agents) if not plays(a, env_id)]
+        if missing:
+            skipped[env_id] = missing
+    return skipped
+
+
+def _write_arena_file(out: Path, config: ArenaConfig) -> None:
+    path = out / ARENA_FILE
+    if path.exists():
+        try:
+            previous = ArenaConfig.model_validate_json(path.read_text())
+        except ValueError as exc:
+            raise ArenaError(f"{path} is not a palaestra arena file; use another --out folder") from exc
+        changed = [
+            name for name in ("seed", "env_options") if getattr(previous, name) != getattr(config, name)
+        ]
+        if changed:
+            raise ArenaError(
+                f"{out} holds an arena with another {', '.join(changed)}; use another --out folder "
+                "or the same settings to resume"
+            )
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(config.model_dump_json(indent=2))
+    os.replace(tmp, path)
+
+
+def load_arena_config(out_dir: Path) -> ArenaConfig:
+    path = Path(out_dir) / ARENA_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{out_dir} is not an arena folder (no {ARENA_FILE}); run `palaestra arena`")
+    return ArenaConfig.model_validate_json(path.read_text())
+
+
+async def run_arena(
+    config: ArenaConfig,
+    out_dir: Path | str,
+    *,
+    factories: dict[str, Any] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_seating: Callable[[Seating, Any], None] | None = None,
+) -> ArenaResults:
+    """Play (or resume) the arena into `out_dir` and compute its results.
+
+    `on_progress(done, total)` counts episodes over all seatings; `on_seating(seating, summary)` is
+    called as each seating finishes with its `RunSummary`.
+    """
+    from palaestra.rollout.runner import resolve_agents, run_episodes
+
+    out = Path(out_dir)
+    plan = plan_seatings(config)  # bad envs and too few agents fail before anything is written
+    agent_factories = dict(factories or {})
+    specs = {agent for seating in plan for agent in seating.agents}
+    agent_factories.update(resolve_agents([s for s in sorted(specs) if s not in agent_factories]))
+    out.mkdir(parents=True, exist_ok=True)
+    _write_arena_file(out, config)
+
+    total = len(plan) * config.episodes
+    done: dict[str, int] = dict.fromkeys((s.folder for s in plan), 0)
+    limit = asyncio.Semaphore(config.parallel)
+
+    async def play(seating: Seating) -> None:
+        def progress(finished: int, _total: int) -> None:
+            done[seating.folder] = finished
+            if on_progress is not None:
+                on_progress(sum(done.values()), total)
+
+        async with limit:
+            summary = await run_episodes(
+                seating.run_config(config),
+                out / seating.folder,
+                factories=_scoped(agent_factories, seating.folder),
+                on_progress=progress,
+            )
+        if on_seating is not None:
+            on_seating(seating, summary)
+
+    await asyncio.gather(*(play(seating) for seating in plan))
+    results = arena_results(out, config=config, plan=plan)
+    results.write(out / RESULTS_FILE)
+    return results
+
+
+class _ScopedAgent:
+    """An agent that sees episode ids prefixed with its seating's folder.
+
+    Every seating numbers its episodes 000000, 000001, ...; agents that key state on the episode id
+    (an LLM agent's model sessions) would collide across seatings played at once on a shared model.
+    """
+
+    __slots__ = ("agent", "scope")
+
+    def __init__(self, agent: Any, scope: str) -> None:
+        self.agent = agent
+        self.scope = scope
+
+    async def act(self, view: Any) -> Any:
+        return await self.agent.act(dataclasses.replace(view, episode_id=f"{self.scope}/{view.episode_id}"))
+
+    async def close(self) -> None:
+        close = getattr(self.agent, "close", None)
+        if close is not None:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+
+
+def _scoped(factories: dict[str, Any], scope: str) -> dict[str, Any]:
+    return {spec: functools.partial(_make_scoped, factory, scope) for spec, factory in factories.items()}
+
+
+def _make_scoped(factory: Any, scope: str) -> _ScopedAgent:
+    return _ScopedAgent(factory(), scope)
+
+
+def run_arena_sync(config: ArenaConfig, out_dir: Path | str, **kwargs: Any) -> ArenaResults:
+    """`run_arena` for callers without an event loop (closes loaded models at the end)."""
+
+    async def main() -> ArenaResults:
+        from palaestra.models.registry import close_models
+
+        try:
+            return await run_arena(config, out_dir, **kwargs)
+        finally:
+            await close_models()
+
+    return asyncio.run(main())
+
+
+# ----- results -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """Wins, draws, losses (and errors) of one agent in some slice of the arena."""
+
+    wins: int = 0
+    draws: int = 0
+    losses: int = 0
+    errors: int = 0
+    return_sum: float = 0.0
+    normalized_sum: float = 0.0
+    normalized_count: int = 0
+
+    @property
+    def games(self) -> int:
+        return self.wins + self.draws + self.losses
+
+    def add(self, outcome: str, value: float, normalized: float | None) -> None:
+        if outcome == "win":
+            self.wins += 1
+        elif outcome == "draw":
+            self.draws += 1
+        else:
+            self.losses += 1
+        self.return_sum += value
+        if normalized is not None:
+            self.normalized_sum += normalized
+            self.normalized_count += 1
+
+    def rate(self, count: int) -> float:
+        return count / self.games if self.games else 0.0
+
+    def interval(self, count: int) -> tuple[float, float]:
+        return wilson_interval(count, self.games)
+
+    @property
+    def mean_return(self) -> float:
+        return self.return_sum / self.games if self.games else 0.0
+
+    @property
+    def normalized_return(self) -> float | None:
+        """Mean normalized return in percent (MARS-style), when the game's range is known."""
+        if not self.normalized_count:
+            return None
+        return 100.0 * self.normalized_sum / self.normalized_count
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "games": self.games,
+            "wins": self.wins,
+            "draws": self.draws,
+            "losses": self.losses,
+            "errors": self.errors,
+            "win_rate": self.rate(self.wins),
+            "win_ci": list(self.interval(self.wins)),
+            "draw_rate": self.rate(self.draws),
+            "draw_ci": list(self.interval(self.draws)),
+            "loss_rate": self.rate(self.losses),
+            "loss_ci": list(self.interval(self.losses)),
+            "mean_return": self.mean_return,
+            "normalized_return": self.normalized_return,
+        }
+
+
+@dataclass
+class LeaderboardRow:
+    """One agent over the whole arena."""
+
+    agent: str
+    rating: SkillRating
+    elo: float
+    record: Record
+    invalid_turns: int = 0
+    solver: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "mu": self.rating.mu,
+            "sigma": self.rating.sigma,
+            "ordinal": self.rating.ordinal,
+            "rated_games": self.rating.games,
+            "elo": self.elo,
+            "invalid_turns": self.invalid_turns,
+            "solver": self.solver,
+            **self.record.to_dict(),
+        }
+
+
+@dataclass
+class ArenaResults:
+    """Everything an arena's report shows.
+
+    Fields:
+        config: the arena config.
+        seatings: the run folders (relative to the arena folder) that were read.
+        leaderboard: one row per agent, best first (by OpenSkill `mu - 3 sigma`).
+        by_env: per (env, agent) over both seats.
+        by_seat: per (env, agent, seat index).
+        vs_solver: per (env, solver, agent): the agent's record against the solver.
+        bounds: per env, the (lowest, highest) return used to normalize returns, and its source.
+        skill_history, elo_history: ratings after each game, for plots.
+        failures: (run, episode id, status, cause) of episodes that did not finish.
+        total_episodes: episodes read (ok or not).
+    """
+
+    config: ArenaConfig
+    seatings: list[Seating]
+    leaderboard: list[LeaderboardRow]
+    by_env: dict[tuple[str, str], Record]
+    by_seat: dict[tuple[str, str, int], Record]
+    vs_solver: dict[tuple[str, str, str], Record]
+    bounds: dict[str, tuple[float, float, str]]
+    skill_history: RatingHistory
+    elo_history: RatingHistory
+    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
+    total_episodes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(),
+            "seatings": [asdict(s) for s in self.seatings],
+            "leaderboard": [row.to_dict() for row in self.leaderboard],
+            "by_env": [{"env_id": e, "agent": a, **r.to_dict()} for (e, a), r in sorted(self.by_env.items())],
+            "by_seat": [
+                {"env_id": e, "agent": a, "seat": s, **r.to_dict()}
+                for (e, a, s), r in sorted(self.by_seat.items())
+            ],
+            "vs_solver": [
+                {"env_id": e, "solver": s, "agent": a, **r.to_dict()}
+                for (e, s, a), r in sorted(self.vs_solver.items())
+            ],
+            "bounds": {
+                env: {"low": lo, "high": hi, "source": src} for env, (lo, hi, src) in self.bounds.items()
+            },
+            "failures": [
+                {"run": run, "episode_id": ident, "status": status, "cause": cause}
+                for run, ident, status, cause in self.failures
+            ],
+            "total_episodes": self.total_episodes,
+        }
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        os.replace(tmp, path)
+
+
+def utility_bounds(env_id: str, options: dict[str, Any]) -> tuple[float, float] | None:
+    """The lowest and highest final return of a game, from its OpenSpiel counterpart when it has one."""
+    from palaestra.core.registry import make
+
+    try:
+        env = make(env_id, **options)
+    except ValueError:
+        return None
+    try:
+        build = getattr(env, "openspiel_state", None)
+        if build is None:
+            return None
+        env.reset(seed=0)
+        game = build().get_game()
+        low, high = float(game.min_utility()), float(game.max_utility())
+    except Exception:  # noqa: BLE001 - an env without a usable OpenSpiel twin: fall back to observed returns
+        return None
+    finally:
+        env.close()
+    return (low, high) if high > low else None
+
+
+def arena_results(
+    out_dir: Path | str, *, config: ArenaConfig | None = None, plan: list[Seating] | None = None
+) -> ArenaResults:
+    """Compute the results of the arena in `out_dir` from its run folders (indexing them first)."""
+    from palaestra.store import Store, index_run
+    from palaestra.store.schema import DB_NAME
+
+    out = Path(out_dir)
+    config = config or load_arena_config(out)
+    plan = plan if plan is not None else plan_seatings(config)
+    db_path = out / DB_NAME
+    present = [s for s in plan if (out / s.folder).is_dir()]
+    for seating in present:
+        index_run(out / seating.folder, db_path)
+
+    games_by_key: dict[tuple[int, int], tuple[Seating, list[Any]]] = {}
+    failures: list[tuple[str, str, str, str]] = []
+    with Store(db_path) as store:
+        for order, seating in enumerate(present):
+            index_in_run: dict[str, int] = {}
+            for seat in store.seat_results(runs=[seating.folder]):
+                position = index_in_run.setdefault(seat.episode_id, len(index_in_run))
+                games_by_key.setdefault((position, order), (seating, []))[1].append(seat)
+        for episode in store.failures(runs=[s.folder for s in present], limit=1000):
+            failures.append((episode.run, episode.episode_id, episode.status, episode.cause or ""))
+
+    agents = list(dict.fromkeys(a for s in plan for a in s.agents))
+    envs = list(dict.fromkeys(s.env_id for s in plan))
+    ok_returns: dict[str, list[float]] = defaultdict(list)
+    for _, seats in games_by_key.values():
+        for seat in seats:
+            if seat.status == "ok" and seat.return_value is not None:
+                ok_returns[seat.env_id].append(seat.return_value)
+    bounds: dict[str, tuple[float, float, str]] = {}
+    for env_id in envs:
+        known = utility_bounds(env_id, config.env_options.get(env_id, {}))
+        if known is not None:
+            bounds[env_id] = (*known, "game")
+        elif ok_returns[env_id] and max(ok_returns[env_id]) > min(ok_returns[env_id]):
+            bounds[env_id] = (min(ok_returns[env_id]), max(ok_returns[env_id]), "observed")
+
+    overall: dict[str, Record] = {agent: Record() for agent in agents}
+    by_env: dict[tuple[str, str], Record] = {}
+    by_seat: dict[tuple[str, str, int], Record] = {}
+    vs_solver: dict[tuple[str, str, str], Record] = {}
+    invalid: dict[str, int] = dict.fromkeys(agents, 0)
+    games: list[Game] = []
+    for key in sorted(games_by_key):
+        seating, seats = games_by_key[key]
+        seats.sort(key=lambda s: s.seat)
+        env_id = seating.env_id
+        solver = solver_for(env_id)
+        if seats[0].status != "ok":
+            for seat in seats:
+                overall.setdefault(seat.agent, Record()).errors += 1
+                by_env.setdefault((env_id, seat.agent), Record()).errors += 1
+                by_seat.setdefault((env_id, seat.agent, seat.seat), Record()).errors += 1
+            continue
+        games.append(Game(env_id, tuple(s.agent for s in seats), tuple(s.return_value or 0.0 for s in seats)))
+        for seat in seats:
+            if seat.outcome is None:  # an env that reported no returns: nothing to count
+                continue
+            value = seat.return_value or 0.0
+            outcome = seat.outcome
+            normalized = _normalize(value, bounds.get(env_id))
+            invalid[seat.agent] = invalid.get(seat.agent, 0) + seat.invalid
+            overall.setdefault(seat.agent, Record()).add(outcome, value, normalized)
+            by_env.setdefault((env_id, seat.agent), Record()).add(outcome, value, normalized)
+            by_seat.setdefault((env_id, seat.agent, seat.seat), Record()).add(outcome, value, normalized)
+            if (
+                solver
+                and agent_name(seat.agent) != solver
+                and any(agent_name(s.agent) == solver for s in seats)
+            ):
+                solver_spec = next(s.agent for s in seats if agent_name(s.agent) == solver)
+                vs_solver.setdefault((env_id, solver_spec, seat.agent), Record()).add(
+                    outcome, value, normalized
+                )
+
+    skills, skill_history = openskill_ratings(games, agents=agents)
+    elos, elo_history = elo_ratings(games, agents=agents, seed=config.seed)
+    solver_specs = {a for a in agents if agent_name(a) in SOLVERS.values()}
+    leaderboard = [
+        LeaderboardRow(
+            agent=agent,
+            rating=skills[agent],
+            elo=elos.get(agent, 1000.0),
+            record=overall.get(agent, Record()),
+            invalid_turns=invalid.get(agent, 0),
+            solver=agent in solver_specs,
+        )
+        for agent in agents
+    ]
+    leaderboard.sort(key=lambda row: (-row.rating.ordinal, row.agent))
+    return ArenaResults(
+        config=config,
+        seatings=present,
+        leaderboard=leaderboard,
+        by_env=by_env,
+        by_seat=by_seat,
+        vs_solver=vs_solver,
+        bounds=bounds,
+        skill_history=skill_history,
+        elo_history=elo_history,
+        failures=failures,
+        total_episodes=len(games_by_key),
+    )
+
+
+def _normalize(value: float, bounds: tuple[float, float, str] | None) -> float | None:
+    """A return mapped onto [0, 1] by the game's range; penalties below the range count as 0."""
+    if bounds is None:
+        return None
+    low, high, _ = bounds
+    return min(1.0, max(0.0, (value - low) / (high - low)))
+
+
+__all__ = [
+    "AGENT_GAMES",
+    "ARENA_FILE",
+    "RESULTS_FILE",
+    "SOLVERS",
+    "ArenaConfig",
+    "ArenaError",
+    "ArenaResults",
+    "LeaderboardRow",
+    "Record",
+    "Seating",
+    "arena_results",
+    "game_name",
+    "left_out",
+    "load_arena_config",
+    "plan_seatings",
+    "run_arena",
+    "run_arena_sync",
+    "seating_folder",
+    "solver_for",
+    "utility_bounds",
+]

@@ -1,0 +1,340 @@
+"""`palaestra export`: turn episodes into training data, one row per (episode, player).
+
+Each row is one player's side of one episode as a chat: the messages the env showed that player,
+each followed by what the player answered (the model's full text when a model answered), plus the
+rewards: `reward` (the player's episode return), `turn_rewards` (one per assistant message) and the
+outcome. Formats: `jsonl` (one JSON object per line), `parquet`, and `hf` (a `datasets` folder for
+`datasets.load_from_disk`). All are loadable by `datasets` and written as a stream, so a run of any
+size exports in constant memory.
+
+With `include_tokens=True` rows also carry the exact token ids, log-probs and loss masks of each
+model call (`prompt_ids`, `completion_ids`, `logprobs`, `loss_masks`, aligned with the assistant
+messages; empty lists for turns no model produced).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from palaestra.core.messages import Message
+from palaestra.core.records import Episode, Turn
+
+FORMATS = ("jsonl", "parquet", "hf")
+_DEFAULT_NAMES = {"jsonl": "trajectories.jsonl", "parquet": "trajectories.parquet", "hf": "trajectories_hf"}
+_BATCH_ROWS = 1000
+
+
+class ExportError(ValueError):
+    """A user-facing export problem (unknown format, nothing to export); one line."""
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote.
+
+    Fields:
+        path: the file (jsonl, parquet) or folder (hf) written.
+        format: the format.
+        rows: rows written (one per player per episode kept).
+        episodes: episodes read.
+        skipped_failed: episodes left out because they did not end `ok`.
+        corrupt_lines: lines that did not parse (skipped).
+        runs: run folders read.
+    """
+
+    path: Path
+    format: str
+    rows: int = 0
+    episodes: int = 0
+    skipped_failed: int = 0
+    corrupt_lines: int = 0
+    runs: list[str] = field(default_factory=list)
+
+
+def _chat(message: Message) -> dict[str, Any]:
+    """A message in the OpenAI chat layout, every key present (so Arrow infers one schema)."""
+    return {
+        "role": message.role,
+        "content": message.content or "",
+        "name": message.name,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.name,
+                    "arguments": call.raw_arguments
+                    if call.raw_arguments is not None
+                    else json.dumps(call.arguments),
+                },
+            }
+            for call in message.tool_calls
+        ],
+        "tool_call_id": message.tool_call_id,
+    }
+
+
+def _answer(turn: Turn) -> Message:
+    if isinstance(turn.action, Message):
+        return turn.action
+    text = turn.generation.text if turn.generation is not None else turn.action
+    return Message(role="assistant", content=text, name=turn.player)
+
+
+def seat_outcomes(returns: dict[str, float]) -> dict[str, str]:
+    from palaestra.store.indexer import seat_outcomes as outcomes
+
+    return outcomes(returns)
+
+
+def trajectory_rows(
+    episodes: Iterable[Episode],
+    *,
+    run: str = "",
+    agent: str | None = None,
+    outcome: str | None = None,
+    include_failed: bool = False,
+    include_tokens: bool = False,
+    on_skip: Callable[[Episode], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """One row per (episode, player) with at least one turn, filtered by agent spec and outcome."""
+    for episode in episodes:
+        if episode.status != "ok" and not include_failed:
+            if on_skip is not None:
+                on_skip(episode)
+            continue
+        outcomes = seat_outcomes(episode.returns) if episode.status == "ok" else {}
+        for seat, (player, spec) in enumerate(episode.agents.items()):
+            if agent is not None and spec != agent:
+                continue
+            if outcome is not None and outcomes.get(player) != outcome:
+                continue
+            turns = episode.player_turns(player)
+            if not turns:
+                continue
+            messages: list[dict[str, Any]] = []
+            for turn in turns:
+                messages.extend(_chat(m) for m in turn.observation)
+                messages.append(_chat(_answer(turn)))
+            row: dict[str, Any] = {
+                "run": run,
+                "episode_id": episode.id,
+                "env_id": episode.env_id,
+                "seed": episode.seed,
+                "player": player,
+                "seat": seat,
+                "agent": spec,
+                "messages": messages,
+                "reward": float(episode.returns.get(player, 0.0)),
+                "turn_rewards": [float(turn.reward) for turn in turns],
+                "invalid_turns": [turn.invalid is not None for turn in turns],
+                "outcome": outcomes.get(player),
+                "status": episode.status,
+                "num_turns": len(turns),
+            }
+            if include_tokens:
+                row["prompt_ids"] = [list(t.generation.prompt_ids) if t.generation else [] for t in turns]
+                row["completion_ids"] = [list(t.generation.token_ids) if t.generation else [] for t in turns]
+                row["logprobs"] = [
+                    list(t.generation.logprobs) if t.generation and t.generation.logprobs else []
+                    for t in turns
+                ]
+                row["loss_masks"] = [
+                    list(t.generation.loss_mask) if t.generation and t.generation.loss_mask else []
+                    for t in turns
+                ]
+            yield row
+
+
+def _arrow_schema(include_tokens: bool) -> Any:
+    import pyarrow as pa
+
+    tool_call = pa.struct(
+        [
+            ("id", pa.string()),
+            ("type", pa.string()),
+            ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())])),
+        ]
+    )
+    message = pa.struct(
+        [
+            ("role", pa.string()),
+            ("content", pa.string()),
+            ("name", pa.string()),
+            ("tool_calls", pa.list_(tool_call)),
+            ("tool_call_id", pa.string()),
+        ]
+    )
+    fields = [
+        ("run", pa.string()),
+        ("episode_id", pa.string()),
+        ("env_id", pa.string()),
+        ("seed", pa.int64()),
+        ("player", pa.string()),
+        ("seat", pa.int32()),
+        ("agent", pa.string()),
+        ("messages", pa.list_(message)),
+        ("reward", pa.float64()),
+        ("turn_rewards", pa.list_(pa.float64())),
+        ("invalid_turns", pa.list_(pa.bool_())),
+        ("outcome", pa.string()),
+        ("status", pa.string()),
+        ("num_turns", pa.int32()),
+    ]
+    if include_tokens:
+        fields += [
+            ("prompt_ids", pa.list_(pa.list_(pa.int64()))),
+            ("completion_ids", pa.list_(pa.list_(pa.int64()))),
+            ("logprobs", pa.list_(pa.list_(pa.float64()))),
+            ("loss_masks", pa.list_(pa.list_(pa.int8()))),
+        ]
+    return pa.schema(fields)
+
+
+def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_jsonl(rows: Iterable[dict[str, Any]], path: Path) -> int:
+    count = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def _write_parquet(rows: Iterable[dict[str, Any]], path: Path, include_tokens: bool) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema(include_tokens)
+    count = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in _batches(rows, _BATCH_ROWS):
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            count += len(batch)
+        if count == 0:
+            writer.write_table(schema.empty_table())
+    return count
+
+
+def _write_hf(rows: Iterable[dict[str, Any]], path: Path, include_tokens: bool) -> int:
+    import datasets
+    from datasets import Dataset
+
+    # The dataset is built from a Parquet file written as a stream, so memory stays flat; the
+    # intermediate files live in a scratch folder next to the output, never in ~/.cache.
+    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # the CLI prints its own one-line summary
+    try:
+        parquet = scratch / "rows.parquet"
+        count = _write_parquet(rows, parquet, include_tokens)
+        dataset = Dataset.from_parquet(str(parquet), cache_dir=str(scratch / "cache"))
+        if path.exists():
+            shutil.rmtree(path)
+        dataset.save_to_disk(str(path))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if bars:
+            datasets.enable_progress_bars()
+    return count
+
+
+def episode_sources(target: Path) -> list[tuple[str, Path]]:
+    """(run key, episodes.jsonl) of a run folder, or of every run below an arena or runs folder."""
+    from palaestra.store.indexer import EPISODES_FILE, find_runs, run_key
+
+    if (target / EPISODES_FILE).is_file():
+        return [(target.name, target / EPISODES_FILE)]
+    sources = []
+    for folder, kind in find_runs(target):
+        if kind == "episodes" and (folder / EPISODES_FILE).is_file():
+            sources.append((run_key(folder, target), folder / EPISODES_FILE))
+    return sources
+
+
+def export_run(
+    target: Path | str,
+    fmt: str = "jsonl",
+    out: Path | str | None = None,
+    *,
+    agent: str | None = None,
+    outcome: str | None = None,
+    include_failed: bool = False,
+    include_tokens: bool = False,
+) -> ExportResult:
+    """Export the episodes of a run (or of every run below a folder) as training data.
+
+    `out` defaults to `TARGET/export/trajectories.<ext>` (`trajectories_hf/` for `hf`).
+    """
+    from palaestra.rollout.runner import iter_episodes
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if outcome is not None and outcome not in ("win", "draw", "loss"):
+        raise ExportError(f"--outcome must be win, draw or loss, got {outcome!r}")
+    folder = Path(target)
+    if not folder.is_dir():
+        raise ExportError(f"{folder} is not a folder; give a run folder (holding episodes.jsonl)")
+    sources = episode_sources(folder)
+    if not sources:
+        raise ExportError(f"{folder} holds no episodes.jsonl (give a run, arena or runs folder)")
+    destination = Path(out) if out is not None else folder / "export" / _DEFAULT_NAMES[fmt]
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    result = ExportResult(path=destination, format=fmt, runs=[key for key, _ in sources])
+
+    def corrupt(_line: int, _reason: str) -> None:
+        result.corrupt_lines += 1
+
+    def skipped(_episode: Episode) -> None:
+        result.skipped_failed += 1
+
+    def episodes_of(path: Path) -> Iterator[Episode]:
+        for episode in iter_episodes(path, on_corrupt=corrupt):
+            result.episodes += 1
+            yield episode
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for key, path in sources:
+            yield from trajectory_rows(
+                episodes_of(path),
+                run=key,
+                agent=agent,
+                outcome=outcome,
+                include_failed=include_failed,
+                include_tokens=include_tokens,
+                on_skip=skipped,
+            )
+
+    tmp = destination.with_name(destination.name + ".partial")
+    if fmt == "jsonl":
+        result.rows = _write_jsonl(rows(), tmp)
+    elif fmt == "parquet":
+        result.rows = _write_parquet(rows(), tmp, include_tokens)
+    else:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        result.rows = _write_hf(rows(), tmp, include_tokens)
+        if destination.exists():
+            shutil.rmtree(destination)
+    os.replace(tmp, destination)
+    return result
+
+
+__all__ = ["FORMATS", "ExportError", "ExportResult", "episode_sources", "export_run", "trajectory_rows"]
