@@ -118,22 +118,27 @@ def default_out_dir(env_id: str, agent_specs: list[str], seed: int) -> Path:
     return Path("runs") / safe[:150]
 
 
-def print_summary(summary: Any, elapsed: float | None = None) -> None:
-    """The per-seat outcome table and the status line of a run."""
+def print_summary(summary: Any, elapsed: float | None = None, *, outcomes: bool = True) -> None:
+    """The per-seat outcome table and the status line of a run.
+
+    `outcomes=False` leaves out win/draw/loss (conversation envs score tasks, not contests).
+    """
     table = Table(title=f"results: {summary.out_dir}")
-    for column in ("seat", "agent", "episodes", "win %", "draw %", "loss %", "mean return (95% CI)"):
+    columns = ["seat", "agent", "episodes"]
+    if outcomes:
+        columns += ["win %", "draw %", "loss %"]
+    for column in (*columns, "mean return (95% CI)"):
         table.add_column(column, justify="right" if column not in ("seat", "agent") else "left")
     for (player, agent), stats in sorted(summary.seats.items()):
         n = stats.episodes
-        table.add_row(
-            player,
-            agent,
-            str(n),
-            f"{100 * stats.wins / n:.1f}",
-            f"{100 * stats.draws / n:.1f}",
-            f"{100 * stats.losses / n:.1f}",
-            f"{stats.mean_return:+.3f} ± {1.96 * stats.stderr:.3f}",
-        )
+        cells = [player, agent, str(n)]
+        if outcomes:
+            cells += [
+                f"{100 * stats.wins / n:.1f}",
+                f"{100 * stats.draws / n:.1f}",
+                f"{100 * stats.losses / n:.1f}",
+            ]
+        table.add_row(*cells, f"{stats.mean_return:+.3f} ± {1.96 * stats.stderr:.3f}")
     console.print(table)
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(summary.statuses.items())) or "none"
     timing = f" in {elapsed:.1f}s" if elapsed is not None else ""
@@ -212,7 +217,9 @@ def run(
                 await close_models()
 
         summary = guarded(lambda: asyncio.run(run_and_close()))
-    print_summary(summary, time.perf_counter() - started)
+    from palaestra.core.registry import spec
+
+    print_summary(summary, time.perf_counter() - started, outcomes=spec(env).kind != "conversation")
     print_family_sections(env, out_dir)
     index_in_store(out_dir)
     console.print(f"episodes: {out_dir / 'episodes.jsonl'}")

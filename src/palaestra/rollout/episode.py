@@ -176,7 +176,7 @@ async def play_episode(
                     step=index,
                     episode_id=episode_id,
                     seed=decision_seed(decisions_seed, index, seats[player]),
-                    time=None,
+                    time=getattr(env, "clock", None),
                     env=env,
                 )
             if len(views) == 1:

@@ -49,7 +49,8 @@ class RewardConfig(BaseModel):
             0 by default because an env with the MARS policy already charges −1−10; use a
             negative value with `invalid_action="retry"` envs, which charge nothing for a retry.
         cooperative_envs: glob patterns of env ids whose games are cooperative (all players
-            share one score), which therefore never end in a draw.
+            share one score), which therefore never end in a draw (Hanabi; the service envs,
+            where a failed task leaves every seat at 0, which is no draw either).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -60,7 +61,7 @@ class RewardConfig(BaseModel):
     valid_action: float = Field(default=0.05, allow_inf_nan=False)
     use_valid_action_bonus: bool = True
     invalid_action: float = Field(default=0.0, allow_inf_nan=False)
-    cooperative_envs: tuple[str, ...] = ("*hanabi*",)
+    cooperative_envs: tuple[str, ...] = ("*hanabi*", "retail-v0", "travel-v0", "crm-v0", "service:*")
 
 
 def is_draw(episode: Episode, config: RewardConfig | None = None) -> bool:
