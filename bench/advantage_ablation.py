@@ -2,15 +2,16 @@
 
 Every cell trains the tiny model with the shipped main-job config, changing only the estimator
 (and, for `grpo`, a same-seed group size, since its baseline is the group mean) and the game,
-with the same seeds and the same budget (`--steps`, `--seconds`). Evaluation runs every
+with the same seeds and the same budget (`--steps` RL steps, so a loaded machine does not
+change the budget; `--seconds` adds a wall-clock cap). Evaluation runs every
 `--eval-every` steps against random (and the game's solver: minimax for tic-tac-toe, CFR for
 Kuhn), as first and second mover. Reported per cell: env steps until the win rate vs random
 reached 90% in both seats (or "not reached"), and the final win rates vs random and vs the
 solver (mean of the two seats). Runs go to `runs/advantage-ablation/<game>-<estimator>-s<seed>/`
 and are reused when finished.
 
-Run: .venv/bin/python bench/advantage_ablation.py [--seeds 0] [--steps 150] [--seconds 480]
-     [--estimators mars,grpo,reinforce] [--games tic_tac_toe-v0,kuhn_poker-v0]
+Run: .venv/bin/python bench/advantage_ablation.py [--seeds 0] [--steps 60] [--seconds S]
+     [--estimators mars,grpo,reinforce] [--games tic_tac_toe-v0,kuhn_poker-v0] [--parallel 2]
 """
 
 from __future__ import annotations
@@ -33,18 +34,21 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def run_cell(game: str, estimator: str, seed: int, args: argparse.Namespace) -> Path:
+def cell_command(game: str, estimator: str, seed: int, args: argparse.Namespace) -> list[str] | None:
+    """The `palaestra train` command of one cell, or None when the cell already finished."""
     out = args.out / f"{game}-{estimator}-s{seed}"
     if (out / "final" / "config.json").is_file():
-        return out
+        return None
     overrides = {
         "rollout.envs": json.dumps([game]),
         "algorithm.estimator": estimator,
+        # The shipped config's estimator options belong to `mars`; the others take none.
+        **({} if estimator == "mars" else {"algorithm.estimator_options": "{}"}),
         "rollout.group_size": GROUP_SIZE.get(estimator, 1),
         "train.seed": seed,
         "model.seed": seed,
         "train.steps": args.steps,
-        "train.time_budget_s": args.seconds,
+        "train.time_budget_s": args.seconds or 1e9,
         "eval.every": args.eval_every,
         "eval.episodes": args.eval_episodes,
         "eval.opponents": json.dumps({game: ["random", SOLVER[game]]}),
@@ -55,8 +59,21 @@ def run_cell(game: str, estimator: str, seed: int, args: argparse.Namespace) -> 
         command += ["--set", f"{key}={value}"]
     if out.exists():
         command.append("--resume")
-    subprocess.run(command, check=True)
-    return out
+    return command
+
+
+def run_cells(commands: list[list[str]], parallel: int) -> None:
+    """Run the cells' training commands, `parallel` at a time; fail loudly if one fails."""
+    running: list[subprocess.Popen[bytes]] = []
+    pending = list(commands)
+    while pending or running:
+        while pending and len(running) < parallel:
+            running.append(subprocess.Popen(pending.pop(0)))
+        finished = running.pop(0)
+        if finished.wait() != 0:
+            for process in running:
+                process.terminate()
+            raise SystemExit(f"a cell failed: {' '.join(map(str, finished.args))}")
 
 
 def summarize(out: Path, game: str) -> dict[str, Any]:
@@ -87,14 +104,23 @@ def summarize(out: Path, game: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--seconds", type=float, default=480.0)
-    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--estimators", default="mars,grpo,reinforce")
     parser.add_argument("--games", default="tic_tac_toe-v0,kuhn_poker-v0")
     parser.add_argument("--out", type=Path, default=Path("runs/advantage-ablation"))
+    parser.add_argument("--parallel", type=int, default=1, help="cells trained at once (one core each)")
     args = parser.parse_args()
+    cells = [
+        (game, estimator, int(seed))
+        for game in args.games.split(",")
+        for estimator in args.estimators.split(",")
+        for seed in args.seeds.split(",")
+    ]
+    commands = [command for cell in cells if (command := cell_command(*cell, args)) is not None]
+    run_cells(commands, args.parallel)
     table = Table(title="advantage estimators, same seeds and budget (tiny model)")
     for column in (
         "game",
@@ -106,19 +132,17 @@ def main() -> None:
         "env steps",
     ):
         table.add_column(column, justify="right")
-    for game in args.games.split(","):
-        for estimator in args.estimators.split(","):
-            for seed in (int(s) for s in args.seeds.split(",")):
-                summary = summarize(run_cell(game, estimator, seed, args), game)
-                table.add_row(
-                    game,
-                    estimator,
-                    str(seed),
-                    f"{summary['reached']:,}" if summary["reached"] else "not reached",
-                    f"{100 * summary['random']:.1f}%",
-                    f"{100 * summary['solver']:.1f}% ({SOLVER[game]})",
-                    f"{summary['env_steps']:,}",
-                )
+    for game, estimator, seed in cells:
+        summary = summarize(args.out / f"{game}-{estimator}-s{seed}", game)
+        table.add_row(
+            game,
+            estimator,
+            str(seed),
+            f"{summary['reached']:,}" if summary["reached"] else "not reached",
+            f"{100 * summary['random']:.1f}%",
+            f"{100 * summary['solver']:.1f}% ({SOLVER[game]})",
+            f"{summary['env_steps']:,}",
+        )
     Console().print(table)
 
 

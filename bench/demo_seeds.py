@@ -10,7 +10,8 @@ second mover, with the issue's targets checked per seed:
 - non-loss rate vs minimax higher after RL than after the cold start;
 - RL adds >= 15 points of win rate vs random over the cold start (per seat).
 
-Run: .venv/bin/python bench/demo_seeds.py [--seeds 0,1,2] [--out runs/demo-seeds] [--set key=value ...]
+Run: .venv/bin/python bench/demo_seeds.py [--seeds 0,1,2] [--parallel 2] [--out runs/demo-seeds]
+     [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ def cells(run_dir: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
     return found
 
 
-def train(seed: int, out: Path, overrides: list[str]) -> None:
+def train_command(seed: int, out: Path, overrides: list[str]) -> list[str] | None:
+    """The seed's `palaestra train` command, or None when that seed already finished."""
     if (out / "final" / "config.json").is_file() and (out / "eval.jsonl").is_file():
-        return  # already trained: reuse
+        return None  # already trained: reuse
     command = [sys.executable, "-m", "palaestra", "train", "--no-progress"]
     for key, value in {"train.seed": seed, "model.seed": seed, "train.out": out}.items():
         command += ["--set", f"{key}={value}"]
@@ -45,7 +47,21 @@ def train(seed: int, out: Path, overrides: list[str]) -> None:
         command += ["--set", override]
     if out.exists():
         command.append("--resume")
-    subprocess.run(command, check=True)
+    return command
+
+
+def run_all(commands: list[list[str]], parallel: int) -> None:
+    """Run the seeds' trainings, `parallel` at a time (each uses one core); stop on a failure."""
+    running: list[subprocess.Popen[bytes]] = []
+    pending = list(commands)
+    while pending or running:
+        while pending and len(running) < parallel:
+            running.append(subprocess.Popen(pending.pop(0)))
+        finished = running.pop(0)
+        if finished.wait() != 0:
+            for process in running:
+                process.terminate()
+            raise SystemExit(f"a training run failed: {' '.join(map(str, finished.args))}")
 
 
 def main() -> None:
@@ -55,7 +71,13 @@ def main() -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], help="config override key=value"
     )
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="seeds trained at once (one core each; 2 on 2 cores)"
+    )
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    commands = [train_command(seed, args.out / f"seed{seed}", args.overrides) for seed in seeds]
+    run_all([command for command in commands if command is not None], args.parallel)
     console = Console()
     table = Table(title="main job per seed: tic-tac-toe, tiny model (cold start -> RL)")
     for column in (
@@ -68,9 +90,8 @@ def main() -> None:
     ):
         table.add_column(column, justify="right")
     all_ok = True
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in seeds:
         run_dir = args.out / f"seed{seed}"
-        train(seed, run_dir, args.overrides)
         found = cells(run_dir)
 
         def get(stage: str, opponent: str, seat: int, key: str, found: dict[Any, Any] = found) -> float:
