@@ -16,7 +16,7 @@ import pytest
 from palaestra.train.config import ConfigError, default_config_path, load_config, parse_config
 from palaestra.train.trainer import Trainer, TrainError
 
-TIMING_KEYS = {"time_s", "rollout_s", "update_s", "seconds"}
+TIMING_KEYS = {"time_s", "cpu_s", "rollout_s", "update_s", "seconds"}
 
 
 def tiny_overrides(out: Path, **extra: Any) -> dict[str, Any]:
