@@ -175,7 +175,7 @@ def template_for_model(model: str | Model) -> PromptTemplate:
     parsed = parse_model_spec(model)
     if parsed.kind == "tiny":
         return TEMPLATES["compact"]
-    if parsed.kind == "hf":
+    if parsed.kind in ("hf", "vllm"):
         try:
             config = json.loads((Path(parsed.target).expanduser() / "config.json").read_text())
         except (OSError, ValueError):

@@ -170,9 +170,22 @@ def run(
     alternate_seats: Annotated[bool, typer.Option(help="swap seats every other episode")] = False,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="env option key=value")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="where episodes run: local (this process) or ray[:ADDRESS][?workers=N&cpus=C&gpus=G] "
+            "(Ray actors; pip install 'palaestra[ray]')"
+        ),
+    ] = "local",
 ) -> None:
     """Run episodes of ENV with the given agents; resumable (rerun skips finished episodes)."""
+    from palaestra.rollout.ray_executor import ExecutorError, parse_executor
     from palaestra.rollout.runner import RunConfig, run_episodes
+
+    try:
+        parse_executor(executor)
+    except ExecutorError as exc:
+        fail(str(exc))
 
     agent_specs = [spec.strip() for spec in agents_csv.split(",") if spec.strip()]
     if not agent_specs:
@@ -189,6 +202,7 @@ def run(
             concurrency=concurrency,
             turn_timeout_s=turn_timeout or None,
             episode_timeout_s=episode_timeout or None,
+            executor=executor,
         )
     )
     out_dir = out or default_out_dir(env, agent_specs, seed)
@@ -395,6 +409,8 @@ def train(
 
         trainer = Trainer(config, resume=resume, on_event=on_event)
         result = guarded(trainer.run)  # TrainError and ConfigError are ValueErrors: one line, exit 2
+    if not trainer.dist.is_main:  # under torchrun, one process reports
+        return
     plot = plot_learning_curve(result.out_dir)
     stages = {name: cells for name, cells in result.evaluations.items() if cells}
     console.print(_eval_table(f"before (after the cold start) and after RL: {result.out_dir}", stages))

@@ -118,6 +118,9 @@ class Episode(BaseModel):
         started_at: Unix time the episode started.
         duration_s: wall-clock seconds it took.
         info: the env's final info (winner, final state text, ...).
+        weight_version: for episodes played by a policy under training, the version of its
+            weights (the number of updates they had had) when the episode started; None
+            otherwise. Lets a trainer whose rollouts run beside its updates drop stale ones.
     """
 
     version: int = SCHEMA_VERSION
@@ -136,6 +139,7 @@ class Episode(BaseModel):
     started_at: float = 0.0
     duration_s: float = 0.0
     info: dict[str, Any] = Field(default_factory=dict)
+    weight_version: int | None = None
 
     @field_validator("version")
     @classmethod

@@ -1,4 +1,4 @@
-"""Model spec strings to `Model` instances: `tiny`, `hf:PATH`, `openai:MODEL@BASE_URL`, `mock`.
+"""Model spec strings to `Model` instances: `tiny`, `hf:PATH`, `vllm:PATH`, `openai:MODEL@BASE_URL`, `mock`.
 
 `resolve_model(spec)` builds each spec's model once per process (per event loop, since engines
 own asyncio tasks and locks) so every seat and every episode that names the same spec shares one
@@ -29,7 +29,7 @@ class ModelSpec:
     """A parsed model spec string.
 
     Fields:
-        kind: `tiny`, `hf`, `openai`, `mock`, or a registered prefix.
+        kind: `tiny`, `hf`, `vllm`, `openai`, `mock`, or a registered prefix.
         target: what follows the prefix: a folder for `hf`, `MODEL@BASE_URL` for `openai`, ...
         text: the spec as given (the cache key).
     """
@@ -42,10 +42,11 @@ class ModelSpec:
 _PREFIXES: dict[str, str] = {
     "tiny": "palaestra.models.registry:_build_tiny",
     "hf": "palaestra.models.registry:_build_hf",
+    "vllm": "palaestra.models.registry:_build_vllm",
     "openai": "palaestra.models.registry:_build_openai",
     "mock": "palaestra.models.registry:_build_mock",
 }
-_SPEC_HELP = "use tiny, hf:PATH, openai:MODEL@BASE_URL or mock"
+_SPEC_HELP = "use tiny, hf:PATH, vllm:PATH, openai:MODEL@BASE_URL or mock"
 _instances: dict[tuple[str, str], tuple[Model, asyncio.AbstractEventLoop | None]] = {}
 
 
@@ -74,7 +75,7 @@ def parse_model_spec(spec: str) -> ModelSpec:
     if kind in _PREFIXES and colon:
         if not target:
             raise ValueError(f"model spec {spec!r} names no target after '{kind}:'; {_SPEC_HELP}")
-        if kind == "hf":
+        if kind in ("hf", "vllm"):
             folder = Path(target).expanduser()
             if not (folder / "config.json").is_file():
                 raise ValueError(
@@ -176,6 +177,13 @@ def _build_tiny(target: str, **options: Any) -> Model:
 def _build_hf(target: str, **options: Any) -> Model:
     engine: Any = _engine_class("palaestra.models.local", "LocalEngine", "hf:")
     return engine(Path(target).expanduser(), **options)  # type: ignore[no-any-return]
+
+
+def _build_vllm(target: str, **options: Any) -> Model:
+    # vllm_engine imports vLLM itself, when built, and says how to install it when it is missing.
+    from palaestra.models.vllm_engine import VLLMEngine
+
+    return VLLMEngine(Path(target).expanduser(), **options)  # type: ignore[return-value]
 
 
 def _build_openai(target: str, **options: Any) -> Model:

@@ -264,5 +264,6 @@ async def play_episode(
             "started_at": started_at,
             "duration_s": time.perf_counter() - started,
             "info": info,
+            "weight_version": None,
         },
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from palaestra.agents.base import AgentFactory, agent_factory
 from palaestra.core.records import Episode
@@ -50,9 +50,13 @@ class RunConfig(BaseModel):
             different sampling seed in every episode.
         alternate_seats: when true, odd episodes reverse the seat order of the agents (for
             two-seat games: everyone plays first and second mover equally often).
-        concurrency: episodes in flight at once.
+        concurrency: episodes in flight at once (per worker with the Ray executor).
         turn_timeout_s: per agent decision; None for no limit.
         episode_timeout_s: per episode; None for no limit.
+        executor: where episodes run: `local` (asyncio in this process) or
+            `ray[:ADDRESS][?workers=N&cpus=C&gpus=G&chunk=K]` (Ray actors, see
+            `palaestra.rollout.ray_executor`). Not part of the run's identity: a run started
+            in process may resume on Ray and back.
     """
 
     env_id: str
@@ -65,6 +69,15 @@ class RunConfig(BaseModel):
     concurrency: int = Field(default=32, ge=1)
     turn_timeout_s: float | None = Field(default=60.0, gt=0)
     episode_timeout_s: float | None = Field(default=3600.0, gt=0)
+    executor: str = "local"
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value: str) -> str:
+        from palaestra.rollout.ray_executor import parse_executor
+
+        parse_executor(value)  # ExecutorError (a ValueError) names what is wrong
+        return value.strip() or "local"
 
     def identity(self) -> dict[str, Any]:
         """The fields that make two runs the same run (the rest may change on a rerun)."""
@@ -252,6 +265,57 @@ def resolve_agents(specs: Sequence[str]) -> dict[str, AgentFactory]:
     return {agent_spec: agent_factory(agent_spec) for agent_spec in dict.fromkeys(specs)}
 
 
+class EpisodeSink:
+    """Where finished episodes go, whichever executor played them: one whole line each to the run
+    file (a single `write`, so a kill never leaves half of one), the summary, and the callbacks."""
+
+    def __init__(
+        self,
+        fd: int | None,
+        summary: RunSummary,
+        total: int,
+        *,
+        on_episode: Callable[[Episode], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.fd = fd
+        self.summary = summary
+        self.total = total
+        self.finished = summary.skipped
+        self.on_episode = on_episode
+        self.on_progress = on_progress
+
+    def add(self, episode: Episode) -> None:
+        self.add_line(
+            (episode.to_json() + "\n").encode(),
+            episode.status,
+            episode.cause,
+            episode.returns,
+            episode.agents,
+            episode,
+        )
+
+    def add_line(
+        self,
+        line: bytes,
+        status: str,
+        cause: str | None,
+        returns: dict[str, float],
+        agents: dict[str, str],
+        episode: Episode | None = None,
+    ) -> None:
+        """One finished episode as its JSON line (newline included) and the fields the summary
+        needs; `episode` is parsed from the line only when an `on_episode` callback wants it."""
+        if self.fd is not None:
+            os.write(self.fd, line)
+        self.summary.add_result(status, cause, returns, agents)
+        if self.on_episode is not None:
+            self.on_episode(episode if episode is not None else Episode.from_json(line))
+        self.finished += 1
+        if self.on_progress is not None:
+            self.on_progress(self.finished, self.total)
+
+
 async def run_episodes(
     config: RunConfig,
     out_dir: str | Path | None,
@@ -268,11 +332,21 @@ async def run_episodes(
     `factories` maps agent specs to factories (defaults to the agent registry), so tests and
     libraries can pass agents that have no spec string. `on_progress(done, total)` is called
     after each episode.
+
+    With `config.executor` set to `ray...`, the episodes are played in Ray actors (which build
+    the agents from their specs, and get `factories` pickled) and written here as they stream
+    back; see `palaestra.rollout.ray_executor`.
     """
     spec(config.env_id)  # unknown env: EnvError before anything is written
+    remote = config.executor != "local"
     agent_factories = dict(factories or {})
     missing = [s for s in dict.fromkeys(config.agents) if s not in agent_factories]
-    agent_factories.update(resolve_agents(missing))
+    if remote:
+        from palaestra.rollout.ray_executor import check_agent_specs
+
+        check_agent_specs(missing)  # the workers build them: a local model must not load here too
+    else:
+        agent_factories.update(resolve_agents(missing))
     probe = make(config.env_id, **config.env_options)  # bad options fail here, in one line
     players = list(probe.players)
     probe.close()
@@ -295,12 +369,22 @@ async def run_episodes(
     summary.skipped = config.episodes - len(todo)
     if on_progress is not None:
         on_progress(summary.skipped, config.episodes)
+    sink = EpisodeSink(fd, summary, config.episodes, on_episode=on_episode, on_progress=on_progress)
+    if remote:
+        from palaestra.rollout.ray_executor import run_on_ray
+
+        try:
+            await run_on_ray(config, players, todo, sink, factories=factories)
+        except asyncio.CancelledError:
+            summary.interrupted = True
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return summary
 
     queue = iter(todo)
-    finished = summary.skipped
 
     async def worker() -> None:
-        nonlocal finished
         for index in queue:
             seating = config.seating(index)
             env = make(config.env_id, **config.env_options)
@@ -321,15 +405,7 @@ async def run_episodes(
                 await _close_agents(agents.values())
             finally:
                 env.close()
-            if fd is not None:
-                # One write per line: a kill never leaves half of one.
-                os.write(fd, (episode.to_json() + "\n").encode())
-            summary.add_result(episode.status, episode.cause, episode.returns, episode.agents)
-            if on_episode is not None:
-                on_episode(episode)
-            finished += 1
-            if on_progress is not None:
-                on_progress(finished, config.episodes)
+            sink.add(episode)
             # Yield to the event loop once per episode. Agents that never await (scripted ones)
             # would otherwise keep it from running at all, and the cancelled turn-timeout timers
             # it prunes only when it runs would pile up: memory would grow with every episode.
@@ -406,6 +482,7 @@ __all__ = [
     "EPISODES_FILE",
     "RUN_FILE",
     "EnvError",
+    "EpisodeSink",
     "RunConfig",
     "RunError",
     "RunSummary",

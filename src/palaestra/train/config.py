@@ -90,6 +90,17 @@ class RolloutSection(_Section):
         league_legal_retries: a league opponent whose sampled answer is illegal samples again up
             to this many times (its policy conditioned on legal moves): hot snapshots then show
             varied positions instead of ending games early with an illegal move.
+        executor: where rollouts run: `local` (this process's engine) or
+            `ray[:ADDRESS][?workers=N&cpus=C&gpus=G]` (Ray workers, each with its own copy of the
+            policy and league engines; new weights are broadcast to them after every update).
+            See docs/scaling.md.
+        async_rollouts: with a Ray executor, play the next step's rollouts while this step's
+            update runs (on the weights before it); the workers take the new weights as soon as
+            their running episodes end. Faster, slightly off-policy (PPO's ratio corrects it).
+        max_staleness: episodes whose policy weights are more than this many updates older than
+            the weights being updated are dropped (and counted as `stale_dropped`).
+        worker_engine: with a Ray executor, the engine each worker hosts: `hf` (`LocalEngine`,
+            CPU or GPU) or `vllm` (`VLLMEngine`, GPU; give the executor `gpus=`).
     """
 
     envs: list[str] = Field(default_factory=lambda: ["tic_tac_toe-v0"], min_length=1)
@@ -108,6 +119,10 @@ class RolloutSection(_Section):
     engine_batch_size: int = Field(default=256, ge=1)
     league_temperature: float | None = Field(default=None, ge=0)
     league_legal_retries: int = Field(default=0, ge=0)
+    executor: str = "local"
+    async_rollouts: bool = False
+    max_staleness: int = Field(default=1, ge=0)
+    worker_engine: Literal["hf", "vllm"] = "hf"
 
 
 class AlgorithmSection(_Section):
@@ -198,6 +213,21 @@ class TrainConfig(_Section):
         if self.algorithm.estimator not in ESTIMATORS:
             known = ", ".join(sorted(ESTIMATORS))
             raise ValueError(f"algorithm.estimator {self.algorithm.estimator!r} is unknown; known: {known}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_executor(self) -> TrainConfig:
+        from palaestra.rollout.ray_executor import parse_executor
+
+        remote = parse_executor(self.rollout.executor) is not None
+        if self.rollout.worker_engine != "hf" and not remote:
+            raise ValueError(
+                'rollout.worker_engine = "vllm" needs a Ray executor (rollout.executor = "ray...")'
+            )
+        if self.rollout.async_rollouts and not remote:
+            raise ValueError('rollout.async_rollouts needs a Ray executor (rollout.executor = "ray...")')
+        if remote and self.model.lora:
+            raise ValueError("rollout.executor: Ray rollouts send full weights and do not support model.lora")
         return self
 
 

@@ -18,6 +18,13 @@ One RL step, top to bottom (`Trainer._rl_step`):
 
 An optional cold start (`[sft]`) first imitates random-legal play through the same token path, to
 teach the answer format and legality (not strategy).
+
+Scale-out (docs/scaling.md): `rollout.executor = "ray..."` plays the rollouts on Ray workers that
+hold their own copies of the policy and league engines; the new weights are broadcast after every
+update (`weight_version` in each episode; with `rollout.async_rollouts` the next step's rollouts
+run during the update, and episodes older than `rollout.max_staleness` updates are dropped and
+counted). Under `accelerate launch` every process plays its own rollouts and the update's
+gradients are averaged across processes (`train.distributed`); only the main process writes.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from palaestra.train.checkpoint import (
     set_rng_state,
 )
 from palaestra.train.config import TrainConfig
+from palaestra.train.distributed import Distributed, dummy_row
 from palaestra.train.evaluation import EvalCell, evaluate, opponents_for
 from palaestra.train.forward import TrainBatch, TrainRow, minibatch_indices, token_logprobs
 from palaestra.train.losses import importance_ratio_stats, ppo_objective
@@ -114,6 +122,11 @@ class Trainer:
         self.step = 0
         self.env_steps = 0
         self.rng = random.Random(config.train.seed)
+        self.dist = Distributed.from_environment(cpu=config.model.device == "cpu")
+        self.remote: Any = None
+        """`RayRollouts` when rollouts run on Ray workers."""
+        self._prefetched: asyncio.Task[tuple[list[Episode], dict[str, Any]]] | None = None
+        self.stale_dropped = 0
 
     # ----- set-up -------------------------------------------------------------------------------
     def _prepare_folder(self) -> Path | None:
@@ -125,6 +138,8 @@ class Trainer:
                 f"{self.out} already holds a training run; pass --resume to continue it "
                 "or set train.out to another folder"
             )
+        if not self.dist.is_main:
+            return checkpoint
         if self.resume and checkpoint is None and has_run:
             # Killed before its first checkpoint: start over cleanly.
             for name in (METRICS_FILE, EVAL_FILE):
@@ -135,6 +150,8 @@ class Trainer:
 
     def _initial_model_folder(self) -> Path:
         model = self.config.model
+        if model.init == "tiny" and not self.dist.is_main:
+            return self.out / "model_init"  # the main process wrote it (`Distributed.main_first`)
         if model.init == "tiny":
             from palaestra.models.tiny import init_tiny_model
 
@@ -160,7 +177,7 @@ class Trainer:
 
         transformers_logging.disable_progress_bar()  # checkpoints are written often; keep the output clean
         threads = self.config.train.threads or None
-        device = self.config.model.device
+        device = self.dist.device(self.config.model.device)
         batch = self.config.rollout.engine_batch_size
         self.engine = LocalEngine(
             folder, device=device, max_batch_size=batch, threads=threads, seed=self.config.train.seed
@@ -184,7 +201,18 @@ class Trainer:
             lr=self.config.algorithm.lr,
             weight_decay=self.config.algorithm.weight_decay,
         )
+        # Alone, `scorer` is the policy itself; under accelerate, the DDP/FSDP-wrapped scoring module.
+        self.scorer, self.optimizer = self.dist.prepare(self.policy, self.optimizer)
         self.league = League(self.config.rollout.league_size, self.config.rollout.first_snapshot_share)
+        if self.config.rollout.executor != "local":
+            from palaestra.rollout.ray_training import RayRollouts
+
+            options: dict[str, Any] = {"max_batch_size": batch, "seed": self.config.train.seed + 1}
+            if self.config.rollout.worker_engine == "hf":
+                options["device"] = self.config.model.device
+            self.remote = RayRollouts(
+                self.config.rollout.executor, folder, backend=self.config.rollout.worker_engine, **options
+            )
 
     def _wrap_lora(self) -> None:
         try:
@@ -206,11 +234,12 @@ class Trainer:
 
     async def arun(self) -> TrainResult:
         config = self.config
-        checkpoint = self._prepare_folder()
+        with self.dist.main_first():  # the main process checks and writes the folder first
+            checkpoint = self._prepare_folder()
+            folder = checkpoint if checkpoint is not None else self._initial_model_folder()
         random.seed(config.train.seed)
         np.random.seed(config.train.seed % (2**32))
         torch.manual_seed(config.train.seed)
-        folder = checkpoint if checkpoint is not None else self._initial_model_folder()
         self._build(folder)
         result = TrainResult(out_dir=self.out, steps_done=0, stopped_early=False)
         evaluations = result.evaluations
@@ -246,11 +275,17 @@ class Trainer:
             evaluations["final"] = await self._evaluate("final", config.eval.final_episodes)
             result.final_model = self._export_final()
         finally:
+            if self._prefetched is not None:
+                self._prefetched.cancel()
+                await asyncio.gather(self._prefetched, return_exceptions=True)
+            if self.remote is not None:
+                self.remote.close()
             await self.engine.close()
             await self.league_engine.close()
         result.steps_done = self.step
         result.wall_s = time.perf_counter() - self.started
-        stored = _stored_evaluations(self.out / EVAL_FILE)
+        # Only the main process evaluates and writes eval.jsonl (it may still be writing it).
+        stored = _stored_evaluations(self.out / EVAL_FILE) if self.dist.is_main else {}
         for stage in ("start", "final"):
             if stage not in evaluations and stage in stored:
                 evaluations[stage] = stored[stage]
@@ -288,7 +323,9 @@ class Trainer:
         if not rows:
             raise TrainError("the cold start produced no training rows; check sft.agents")
         dataset_s = time.perf_counter() - started
-        optimizer = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=sft.lr)
+        optimizer = self.dist.prepare_optimizer(
+            torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=sft.lr)
+        )
         order: list[int] = []
         self.policy.train()
         try:
@@ -299,11 +336,15 @@ class Trainer:
                     self.rng.shuffle(fresh)
                     order += fresh
                 chunk, order = order[: sft.batch_rows], order[sft.batch_rows :]
-                scored = token_logprobs(self.policy, TrainBatch.from_rows([rows[i] for i in chunk]))
-                loss = -scored.logprobs.mean()
+                scored = self.dist.score(self.scorer, TrainBatch.from_rows([rows[i] for i in chunk]))
+                normalizer = self.dist.normalizer(scored.logprobs.numel())
+                if normalizer is None:
+                    loss = -scored.logprobs.mean()
+                else:  # several processes: their losses add up to the mean over all their tokens
+                    loss = -scored.logprobs.sum() / normalizer
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.algorithm.grad_clip)
+                self.dist.backward(loss)
+                self.dist.clip_grad_norm_(self.policy.parameters(), self.config.algorithm.grad_clip)
                 optimizer.step()
                 record = {
                     "phase": "sft",
@@ -316,7 +357,8 @@ class Trainer:
                     "time_s": time.perf_counter() - self.started,
                     "cpu_s": time.process_time() - self.cpu_started,
                 }
-                _append_jsonl(self.out / METRICS_FILE, record)
+                if self.dist.is_main:
+                    _append_jsonl(self.out / METRICS_FILE, record)
                 self.on_event("sft", record)
         finally:
             self.policy.eval()
@@ -336,47 +378,73 @@ class Trainer:
 
     def _seed(self, phase: str, step: int, env_number: int) -> int:
         base = {"sft": 1, "rl": 2}[phase]
-        return (self.config.train.seed * 1_000_003 + base * 10_000_019 + step * 10_007 + env_number * 101) % (
-            2**31
-        )
+        # Each process of a multi-process run plays its own games (the main process's seeds are
+        # the single-process ones).
+        process = self.dist.rank * 15_485_863
+        return (
+            self.config.train.seed * 1_000_003
+            + base * 10_000_019
+            + step * 10_007
+            + env_number * 101
+            + process
+        ) % (2**31)
 
-    async def _rollouts(self) -> tuple[list[Episode], dict[str, Any]]:
+    async def _rollouts(
+        self, step: int | None = None, draw: tuple[int, dict[str, Any]] | None = None
+    ) -> tuple[list[Episode], dict[str, Any]]:
+        """The episodes of RL step `step` (default: the current one), with league snapshot `draw`
+        (default: drawn now)."""
         rollout = self.config.rollout
+        step = self.step if step is None else step
+        remote = self.remote
+        gather: Any = collect if remote is None else remote.collect
 
         def policy(prefix: str) -> Any:
-            return policy_factory(
-                self.engine,
-                temperature=rollout.temperature,
-                top_p=rollout.top_p,
-                max_new_tokens=rollout.max_new_tokens,
-                session_prefix=prefix,
-            )
+            sampling = {
+                "temperature": rollout.temperature,
+                "top_p": rollout.top_p,
+                "max_new_tokens": rollout.max_new_tokens,
+                "session_prefix": prefix,
+            }
+            if remote is not None:
+                return remote.policy(**sampling)
+            return policy_factory(self.engine, **sampling)
 
-        snapshot_step, weights = self.league.draw(self.rng)
-        self.league_engine.model.load_state_dict(_plain_state_dict(weights), strict=True)
-        self.league_engine.drop_caches()
+        snapshot_step, weights = self.league.draw(self.rng) if draw is None else draw
         league_temperature = (
             rollout.temperature if rollout.league_temperature is None else rollout.league_temperature
         )
-        league = policy_factory(
-            self.league_engine,
-            temperature=league_temperature,
-            top_p=rollout.top_p,
-            legal_retries=rollout.league_legal_retries,
-        )
+        if remote is not None:
+            # The workers play with the weights after `self.step` updates (a no-op when they have them).
+            remote.sync_policy(self.policy.state_dict(), version=self.step)
+            remote.sync_league(_plain_state_dict(weights), tag=snapshot_step)
+            league = remote.league(
+                temperature=league_temperature,
+                top_p=rollout.top_p,
+                legal_retries=rollout.league_legal_retries,
+            )
+        else:
+            self.league_engine.model.load_state_dict(_plain_state_dict(weights), strict=True)
+            self.league_engine.drop_caches()
+            league = policy_factory(
+                self.league_engine,
+                temperature=league_temperature,
+                top_p=rollout.top_p,
+                legal_retries=rollout.league_legal_retries,
+            )
         jobs = []
         for env_number, env_id in enumerate(rollout.envs):
             players = self._num_players(env_id)
             self_play = round(rollout.episodes_per_step * rollout.self_play)
             league_games = rollout.episodes_per_step - self_play
-            seed = self._seed("rl", self.step, env_number)
+            seed = self._seed("rl", step, env_number)
             options = self._env_options(env_id)
             if self_play:
                 seating = Seating(
                     labels=(POLICY,) * players, factories={POLICY: policy(f"self{env_number}/")}
                 )
                 jobs.append(
-                    collect(
+                    gather(
                         env_id, options, seating, episodes=self_play, seed=seed, group_size=rollout.group_size
                     )
                 )
@@ -385,7 +453,7 @@ class Trainer:
                 factories = {POLICY: policy(f"league{env_number}/"), LEAGUE: league}
                 seating = Seating(labels=labels, factories=factories)
                 jobs.append(
-                    collect(
+                    gather(
                         env_id,
                         options,
                         seating,
@@ -402,8 +470,19 @@ class Trainer:
     async def _rl_step(self) -> None:
         algorithm = self.config.algorithm
         started = time.perf_counter()
-        episodes, rollout_info = await self._rollouts()
+        if self._prefetched is not None:
+            episodes, rollout_info = await self._prefetched
+            self._prefetched = None
+        else:
+            episodes, rollout_info = await self._rollouts()
+        overlap = self.remote is not None and self.config.rollout.async_rollouts
+        if overlap and self.step + 1 < self.config.train.steps:
+            # The next step's rollouts play on the Ray workers during this update. The league
+            # draw happens here, not in the task: the update (in a thread) shuffles with self.rng.
+            draw = self.league.draw(self.rng)
+            self._prefetched = asyncio.create_task(self._rollouts(self.step + 1, draw))
         rollout_s = time.perf_counter() - started
+        episodes, staleness = self._drop_stale(episodes)
         self.env_steps += sum(episode.num_steps for episode in episodes)
 
         def is_policy(episode: Episode, player: str) -> bool:
@@ -414,8 +493,16 @@ class Trainer:
         advantages = compute_advantages(trajectories, algorithm.estimator, **algorithm.estimator_options)
 
         update_started = time.perf_counter()
-        update_stats = self._update(trajectories, advantages)
+        if overlap:
+            # In a thread, so the event loop keeps streaming the next step's episodes meanwhile.
+            update_stats = await asyncio.to_thread(self._update, trajectories, advantages)
+        else:
+            update_stats = self._update(trajectories, advantages)
         self.engine.drop_caches()
+        if self.remote is not None:
+            # Broadcast after each update; with overlapping rollouts the workers swap the new
+            # weights in as their running episodes end, without the trainer waiting for it.
+            self.remote.sync_policy(self.policy.state_dict(), version=self.step + 1, wait=not overlap)
         record = {
             "phase": "rl",
             "step": self.step + 1,
@@ -429,11 +516,38 @@ class Trainer:
             "skipped_episodes": dict(batch.skipped_episodes),
             "lr": self.optimizer.param_groups[0]["lr"],
             **rollout_info,
+            **staleness,
             **_rollout_metrics(episodes, trajectories),
             **update_stats,
         }
-        _append_jsonl(self.out / METRICS_FILE, record)
+        if self.dist.is_main:
+            _append_jsonl(self.out / METRICS_FILE, record)
         self.on_event("step", record)
+
+    def _drop_stale(self, episodes: list[Episode]) -> tuple[list[Episode], dict[str, Any]]:
+        """Keep the episodes whose policy weights lag at most `rollout.max_staleness` updates behind
+        the weights about to be updated (version `self.step`); count the rest."""
+        if self.remote is None:
+            return episodes, {}
+        limit = self.config.rollout.max_staleness
+        kept: list[Episode] = []
+        lags: list[int] = []
+        for episode in episodes:
+            version = getattr(episode, "weight_version", None)
+            lag = 0 if version is None else self.step - version
+            if lag > limit:
+                continue
+            kept.append(episode)
+            lags.append(lag)
+        dropped = len(episodes) - len(kept)
+        self.stale_dropped += dropped
+        return kept, {
+            "weight_version": self.step,
+            "stale_dropped": dropped,
+            "stale_dropped_total": self.stale_dropped,
+            "weight_lag_mean": float(np.mean(lags)) if lags else 0.0,
+            "weight_lag_max": max(lags, default=0),
+        }
 
     def _update(
         self, trajectories: Sequence[Trajectory], advantages: Sequence[Sequence[float]]
@@ -457,14 +571,18 @@ class Trainer:
         factor = _lr_factor(algorithm.lr_schedule, self.step, self.config.train.steps, algorithm.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = algorithm.lr * factor
-        if not rows:
+        # Several processes update together or not at all (each backward pass meets the others').
+        if not (self.dist.sum(len(rows)) if self.dist.active else rows):
             return {"rows": 0}
         order = list(range(len(rows)))
         stats_sum: dict[str, float] = {}
         updates = 0
         grad_norms: list[float] = []
         old_all: list[torch.Tensor] | None = None
-        if algorithm.epochs > 1 or algorithm.minibatches > 1:
+        # Overlapping rollouts may come from the previous weights: their own sampling log-probs
+        # are then PPO's old ones, so the ratio corrects for the lag even in a single epoch.
+        behind = self.remote is not None and self.config.rollout.async_rollouts
+        if algorithm.epochs > 1 or algorithm.minibatches > 1 or behind:
             if all(logprobs is not None for logprobs in row_rollout_logprobs):
                 # The rollouts were sampled by these very weights, and the engine reports
                 # log pi(token) exactly as a forward pass recomputes it (checked every step by
@@ -490,21 +608,23 @@ class Trainer:
                 else:
                     chunks = [order]
                 for chunk in chunks:
-                    if not chunk:
+                    if not chunk and not self.dist.active:
                         continue
-                    chunk_rows = [rows[i] for i in chunk]
-                    scored = token_logprobs(
-                        self.policy, TrainBatch.from_rows(chunk_rows), with_entropy=algorithm.entropy_coef > 0
+                    # A process whose minibatch came out empty scores a dummy row at weight 0:
+                    # its backward pass must still meet the others' in the gradient all-reduce.
+                    chunk_rows = [rows[i] for i in chunk] or [dummy_row()]
+                    scored = self.dist.score(
+                        self.scorer, TrainBatch.from_rows(chunk_rows), with_entropy=algorithm.entropy_coef > 0
                     )
                     logprobs = scored.logprobs
                     advantages_flat = torch.tensor(
-                        [a for i in chunk for a in row_advantages[i]], dtype=logprobs.dtype
+                        [a for i in chunk for a in row_advantages[i]] or [0.0], dtype=logprobs.dtype
                     )
-                    if old_all is None:
+                    if old_all is None or not chunk:
                         old = logprobs.detach()
                     else:
                         old = torch.cat([old_all[i] for i in chunk]).to(logprobs.dtype)
-                    if epoch == 0 and not ratio_check:
+                    if epoch == 0 and not ratio_check and chunk:
                         ratio_check = self._ratio_check(logprobs, chunk, row_rollout_logprobs)
                     reference = None
                     if self.reference is not None:
@@ -514,6 +634,10 @@ class Trainer:
                             ).logprobs
                         reference = reference.clone()
                     mask = torch.ones_like(logprobs)
+                    normalizer = None
+                    if self.dist.active:
+                        local = logprobs.numel() if algorithm.aggregation == "token-mean" else len(chunk_rows)
+                        normalizer = self.dist.normalizer(local if chunk else 0)
                     loss, stats = ppo_objective(
                         logprobs,
                         old,
@@ -526,13 +650,18 @@ class Trainer:
                         clip=algorithm.clip,
                         dual_clip=algorithm.dual_clip,
                         aggregation=algorithm.aggregation,
+                        normalizer=normalizer,
                         segment_ids=scored.row_index,
                     )
+                    if not chunk:
+                        loss = loss * 0.0
                     self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), algorithm.grad_clip)
+                    self.dist.backward(loss)
+                    norm = self.dist.clip_grad_norm_(self.policy.parameters(), algorithm.grad_clip)
                     grad_norms.append(float(norm))
                     self.optimizer.step()
+                    if not chunk:
+                        continue  # a dummy pass: nothing of this process's to report
                     updates += 1
                     for key, value in stats.items():
                         stats_sum[key] = stats_sum.get(key, 0.0) + float(value)
@@ -558,6 +687,9 @@ class Trainer:
 
     # ----- evaluation, checkpoints --------------------------------------------------------------
     async def _evaluate(self, stage: str, episodes: int) -> list[EvalCell]:
+        if not self.dist.is_main:
+            return []  # the processes hold the same weights: one evaluation is enough
+
         def policy(prefix: str) -> Any:
             return policy_factory(
                 self.engine, temperature=self.config.eval.temperature, session_prefix=prefix
@@ -589,6 +721,8 @@ class Trainer:
         return cells
 
     def _checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
         state = {
             "step": self.step,
             "env_steps": self.env_steps,
@@ -597,6 +731,7 @@ class Trainer:
             "trainer_rng": self.rng.getstate(),
             "league": self.league.state(),
             "elapsed_s": time.perf_counter() - self.started,
+            "stale_dropped": self.stale_dropped,
         }
         save_checkpoint(
             self.out, self.step, self.policy, self.engine.tokenizer, state, self.config.train.keep_checkpoints
@@ -609,14 +744,19 @@ class Trainer:
         set_rng_state(state["rng"])
         self.rng.setstate(state["trainer_rng"])
         self.league.load(state["league"])
+        self.stale_dropped = int(state.get("stale_dropped", 0))
         # The time budget counts the whole run, killed part included.
         self.started -= float(state.get("elapsed_s", 0.0))
+        if not self.dist.is_main:
+            return
         _truncate_jsonl(
             self.out / METRICS_FILE, lambda r: r.get("phase") == "sft" or r.get("step", 0) <= self.step
         )
         _truncate_jsonl(self.out / EVAL_FILE, lambda r: r.get("step", 0) <= self.step)
 
-    def _export_final(self) -> Path:
+    def _export_final(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
         final = self.out / "final"
         tmp = self.out / ".final.tmp"
         if tmp.exists():
