@@ -77,26 +77,34 @@ def run_cells(commands: list[list[str]], parallel: int) -> None:
 
 
 def summarize(out: Path, game: str) -> dict[str, Any]:
+    """Per cell: env steps until 90% wins vs random as first mover, and the final evaluation.
+
+    "Final" is the run's last evaluation (400 games per seat); the evaluations on the way (every
+    `--eval-every` steps, `--eval-episodes` games) only date the 90% crossing. Steps count from the
+    start of RL (the cold start's episodes are not counted).
+    """
     metrics = {r["step"]: r for r in read_jsonl(out / "metrics.jsonl") if r.get("phase") == "rl"}
-    by_step: dict[int, dict[tuple[str, int], float]] = {}
+    by_step: dict[int, dict[tuple[str, int], dict[str, Any]]] = {}
     for record in read_jsonl(out / "eval.jsonl"):
-        step = record["step"] if record["stage"] != "final" else max(metrics, default=0)
-        by_step.setdefault(step, {})[(record["opponent"], record["seat"])] = record["win_rate"]
+        step = record["step"] if record["stage"] != "final" else max(metrics, default=0) + 1
+        by_step.setdefault(step, {})[(record["opponent"], record["seat"])] = record
     reached = None
     for step in sorted(by_step):
-        rates = by_step[step]
-        if rates.get(("random", 0), 0) >= 0.9 and rates.get(("random", 1), 0) >= 0.9:
-            reached = metrics.get(step, {}).get("env_steps", 0)
+        first = by_step[step].get(("random", 0))
+        if step and first and first["win_rate"] >= 0.9:
+            reached = metrics.get(min(step, max(metrics, default=0)), {}).get("env_steps", 0)
             break
     final = by_step[max(by_step)] if by_step else {}
+    start = by_step.get(0, {})
 
-    def mean(opponent: str) -> float:
-        return (final.get((opponent, 0), 0.0) + final.get((opponent, 1), 0.0)) / 2
+    def cell(stage: dict[tuple[str, int], dict[str, Any]], opponent: str, seat: int, key: str) -> float:
+        return float(stage.get((opponent, seat), {}).get(key, float("nan")))
 
     return {
         "reached": reached,
-        "random": mean("random"),
-        "solver": mean(SOLVER[game]),
+        "final": final,
+        "start": start,
+        "cell": cell,
         "env_steps": metrics[max(metrics)]["env_steps"] if metrics else 0,
     }
 
@@ -126,21 +134,31 @@ def main() -> None:
         "game",
         "estimator",
         "seed",
-        "env steps to 90% vs random",
-        "final win vs random",
-        "final win vs solver",
-        "env steps",
+        "env steps to 90% wins vs random (1st)",
+        "win % vs random 1st / 2nd: start -> final",
+        "vs solver 1st / 2nd: non-loss % (return)",
+        "RL env steps",
     ):
         table.add_column(column, justify="right")
     for game, estimator, seed in cells:
         summary = summarize(args.out / f"{game}-{estimator}-s{seed}", game)
+        cell, start, final, solver = summary["cell"], summary["start"], summary["final"], SOLVER[game]
         table.add_row(
             game,
             estimator,
             str(seed),
             f"{summary['reached']:,}" if summary["reached"] else "not reached",
-            f"{100 * summary['random']:.1f}%",
-            f"{100 * summary['solver']:.1f}% ({SOLVER[game]})",
+            " / ".join(
+                f"{100 * cell(start, 'random', seat, 'win_rate'):.0f} -> "
+                f"{100 * cell(final, 'random', seat, 'win_rate'):.0f}"
+                for seat in (0, 1)
+            ),
+            f"{solver}: "
+            + " / ".join(
+                f"{100 * cell(final, solver, seat, 'non_loss_rate'):.0f}"
+                f" ({cell(final, solver, seat, 'mean_return'):+.2f})"
+                for seat in (0, 1)
+            ),
             f"{summary['env_steps']:,}",
         )
     Console().print(table)
