@@ -9,12 +9,11 @@ who may close cases) and build ids from what they belong to (`Q-100-2`, `CS-101-
 
 from __future__ import annotations
 
-import ast
-import operator
 from datetime import date, timedelta
 from typing import Any, Literal
 
 from palaestra.envs.service import ToolContext, ToolError, tool
+from palaestra.envs.service.toolkit import arithmetic
 
 DISCOUNT_LIMITS = {"sales_rep": 15.0, "sales_manager": 30.0}
 QUOTE_VALID_DAYS = 30
@@ -268,32 +267,6 @@ def search_knowledge_base(ctx: ToolContext, query: str) -> list[dict[str, Any]]:
     return [r for score, r in sorted(scored, key=lambda x: (-x[0], x[1]["article_id"])) if score > 0][:3]
 
 
-_OPERATORS: dict[type, Any] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
-}
-
-
-def _evaluate(node: ast.AST) -> float:
-    if isinstance(node, ast.Expression):
-        return _evaluate(node.body)
-    if (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, int | float)
-        and not isinstance(node.value, bool)
-    ):
-        return float(node.value)
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        return float(_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)))
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-        return float(_OPERATORS[type(node.op)](_evaluate(node.operand)))
-    raise ToolError("only numbers, + - * / and parentheses are allowed")
-
-
 @tool
 def calculate(ctx: ToolContext, expression: str) -> str:
     """Calculate an arithmetic expression (numbers, + - * / and parentheses), rounded to 2 decimals.
@@ -301,15 +274,7 @@ def calculate(ctx: ToolContext, expression: str) -> str:
     Args:
         expression: The expression, such as '50 * 600 * 0.9'.
     """
-    if len(expression) > 200:
-        raise ToolError("the expression is too long (at most 200 characters)")
-    try:
-        value = _evaluate(ast.parse(expression, mode="eval"))
-    except SyntaxError as exc:
-        raise ToolError(f"cannot read the expression: {exc.msg}") from exc
-    except ZeroDivisionError as exc:
-        raise ToolError("division by zero") from exc
-    return f"{round(value, 2):.2f}"
+    return f"{round(arithmetic(expression), 2):.2f}"
 
 
 # ----- writes ----------------------------------------------------------------------------------

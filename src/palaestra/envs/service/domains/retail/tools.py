@@ -9,15 +9,14 @@ made in another order give the same database.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
-import operator
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from palaestra.envs.service import ToolContext, ToolError, tool
+from palaestra.envs.service.toolkit import arithmetic
 
 RETURN_WINDOW_DAYS = 30
 _ZIP = re.compile(r"^\d{5}$")
@@ -299,32 +298,6 @@ def get_product_details(ctx: ToolContext, product_id: str) -> dict[str, Any]:
     }
 
 
-_OPERATORS: dict[type, Any] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
-}
-
-
-def _evaluate(node: ast.AST) -> float:
-    if isinstance(node, ast.Expression):
-        return _evaluate(node.body)
-    if (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, int | float)
-        and not isinstance(node.value, bool)
-    ):
-        return float(node.value)
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        return float(_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)))
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-        return float(_OPERATORS[type(node.op)](_evaluate(node.operand)))
-    raise ToolError("only numbers, + - * / and parentheses are allowed")
-
-
 @tool
 def calculate(ctx: ToolContext, expression: str) -> str:
     """Calculate an arithmetic expression (numbers, + - * / and parentheses), rounded to 2 decimals.
@@ -332,16 +305,7 @@ def calculate(ctx: ToolContext, expression: str) -> str:
     Args:
         expression: The expression, such as '24.99 + 89.00 * 2'.
     """
-    if len(expression) > 200:
-        raise ToolError("the expression is too long (at most 200 characters)")
-    try:
-        tree = ast.parse(expression, mode="eval")
-        value = _evaluate(tree)
-    except SyntaxError as exc:
-        raise ToolError(f"cannot read the expression: {exc.msg}") from exc
-    except ZeroDivisionError as exc:
-        raise ToolError("division by zero") from exc
-    return f"{_money(value):.2f}"
+    return f"{_money(arithmetic(expression)):.2f}"
 
 
 # ----- writes ----------------------------------------------------------------------------------

@@ -10,12 +10,11 @@ order give the same database.
 
 from __future__ import annotations
 
-import ast
-import operator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from palaestra.envs.service import ToolContext, ToolError, tool
+from palaestra.envs.service.toolkit import arithmetic
 
 FORECAST_DAYS = 7
 CANCEL_CUTOFF_HOURS = 24
@@ -271,32 +270,6 @@ def get_local_time(ctx: ToolContext, city: str) -> str:
     return f"{local:%Y-%m-%d %H:%M} in {place['name']} (UTC{place['utc_offset']:+d})"
 
 
-_OPERATORS: dict[type, Any] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
-}
-
-
-def _evaluate(node: ast.AST) -> float:
-    if isinstance(node, ast.Expression):
-        return _evaluate(node.body)
-    if (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, int | float)
-        and not isinstance(node.value, bool)
-    ):
-        return float(node.value)
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        return float(_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)))
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-        return float(_OPERATORS[type(node.op)](_evaluate(node.operand)))
-    raise ToolError("only numbers, + - * / and parentheses are allowed")
-
-
 @tool
 def calculate(ctx: ToolContext, expression: str) -> str:
     """Calculate an arithmetic expression (numbers, + - * / and parentheses), rounded to 2 decimals.
@@ -304,15 +277,7 @@ def calculate(ctx: ToolContext, expression: str) -> str:
     Args:
         expression: The expression, such as '3 * 129.5 + 412'.
     """
-    if len(expression) > 200:
-        raise ToolError("the expression is too long (at most 200 characters)")
-    try:
-        value = _evaluate(ast.parse(expression, mode="eval"))
-    except SyntaxError as exc:
-        raise ToolError(f"cannot read the expression: {exc.msg}") from exc
-    except ZeroDivisionError as exc:
-        raise ToolError("division by zero") from exc
-    return f"{round(value, 2):.2f}"
+    return f"{round(arithmetic(expression), 2):.2f}"
 
 
 # ----- writes ----------------------------------------------------------------------------------
