@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+# The sibling script's runner (this folder is on sys.path when a script here runs).
+from demo_seeds import run_all
 
 SOLVER = {"tic_tac_toe-v0": "minimax", "kuhn_poker-v0": "cfr"}
 GROUP_SIZE = {"grpo": 8}
@@ -60,20 +62,6 @@ def cell_command(game: str, estimator: str, seed: int, args: argparse.Namespace)
     if out.exists():
         command.append("--resume")
     return command
-
-
-def run_cells(commands: list[list[str]], parallel: int) -> None:
-    """Run the cells' training commands, `parallel` at a time; fail loudly if one fails."""
-    running: list[subprocess.Popen[bytes]] = []
-    pending = list(commands)
-    while pending or running:
-        while pending and len(running) < parallel:
-            running.append(subprocess.Popen(pending.pop(0)))
-        finished = running.pop(0)
-        if finished.wait() != 0:
-            for process in running:
-                process.terminate()
-            raise SystemExit(f"a cell failed: {' '.join(map(str, finished.args))}")
 
 
 def summarize(out: Path, game: str) -> dict[str, Any]:
@@ -128,7 +116,7 @@ def main() -> None:
         for seed in args.seeds.split(",")
     ]
     commands = [command for cell in cells if (command := cell_command(*cell, args)) is not None]
-    run_cells(commands, args.parallel)
+    run_all(commands, args.parallel)
     table = Table(title="advantage estimators, same seeds and budget (tiny model)")
     for column in (
         "game",

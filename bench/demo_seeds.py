@@ -51,7 +51,7 @@ def train_command(seed: int, out: Path, overrides: list[str]) -> list[str] | Non
 
 
 def run_all(commands: list[list[str]], parallel: int) -> None:
-    """Run the seeds' trainings, `parallel` at a time (each uses one core); stop on a failure."""
+    """Run training commands, `parallel` at a time (each uses one core); stop on a failure."""
     running: list[subprocess.Popen[bytes]] = []
     pending = list(commands)
     while pending or running:

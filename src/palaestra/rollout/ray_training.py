@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from palaestra.core.records import Episode
 from palaestra.rollout.ray_executor import HostedAgent, RayPool
-from palaestra.rollout.runner import RunConfig, run_episodes
+from palaestra.rollout.runner import RunConfig, play_in_memory
 
 POLICY_MODEL = "policy"
 LEAGUE_MODEL = "league"
@@ -94,7 +94,6 @@ class RayRollouts:
         turn_timeout_s: float | None = 120.0,
     ) -> list[Episode]:
         """`train.rollouts.collect` on the pool: play in memory and return the episodes in id order."""
-        gathered: list[Episode] = []
         config = RunConfig(
             env_id=env_id,
             env_options=env_options,
@@ -108,9 +107,7 @@ class RayRollouts:
             episode_timeout_s=None,
             executor=self.executor,
         )
-        await run_episodes(config, None, factories=dict(seating.factories), on_episode=gathered.append)
-        gathered.sort(key=lambda episode: episode.id)
-        return gathered
+        return await play_in_memory(config, dict(seating.factories))
 
     def close(self) -> None:
         """End the workers (their engines with them)."""

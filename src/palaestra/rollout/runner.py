@@ -459,6 +459,15 @@ async def _close_agents(agents: Any) -> None:
                 await result
 
 
+async def play_in_memory(config: RunConfig, factories: dict[str, AgentFactory]) -> list[Episode]:
+    """Play `config`'s episodes without writing anything and return them in id order (how the
+    trainer gathers rollouts, in process or on Ray workers)."""
+    gathered: list[Episode] = []
+    await run_episodes(config, None, factories=factories, on_episode=gathered.append)
+    gathered.sort(key=lambda episode: episode.id)
+    return gathered
+
+
 def run_sync(config: RunConfig, out_dir: str | Path, **kwargs: Any) -> RunSummary:
     """`run_episodes` for callers without an event loop; Ctrl-C stops cleanly (nothing lost)."""
 

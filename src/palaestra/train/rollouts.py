@@ -15,7 +15,7 @@ from typing import Any
 from palaestra.agents.base import Agent, AgentFactory, AgentView, Decision, agent_factory
 from palaestra.agents.llm import LLMAgent, PromptTemplate
 from palaestra.core.records import Episode, Generation
-from palaestra.rollout.runner import RunConfig, run_episodes
+from palaestra.rollout.runner import RunConfig, play_in_memory
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,6 @@ async def collect(
     turn_timeout_s: float | None = 120.0,
 ) -> list[Episode]:
     """Play `episodes` episodes in memory (nothing written) and return them in id order."""
-    gathered: list[Episode] = []
     config = RunConfig(
         env_id=env_id,
         env_options=env_options,
@@ -52,9 +51,7 @@ async def collect(
         turn_timeout_s=turn_timeout_s,
         episode_timeout_s=None,
     )
-    await run_episodes(config, None, factories=seating.factories, on_episode=gathered.append)
-    gathered.sort(key=lambda episode: episode.id)
-    return gathered
+    return await play_in_memory(config, seating.factories)
 
 
 def policy_factory(

@@ -130,6 +130,20 @@ class _Core:
     final_info: dict[str, Any] = field(default_factory=dict)
 
 
+def whole_option(option: str, value: Any, low: int) -> int:
+    """An env option that must be a whole number >= `low`; EnvError naming it otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise EnvError(f"{option} must be a whole number >= {low}, got {value!r}")
+    return value
+
+
+def flag_option(option: str, value: Any) -> bool:
+    """An env option that must be true or false; EnvError naming it otherwise."""
+    if not isinstance(value, bool):
+        raise EnvError(f"{option} must be true or false, got {value!r}")
+    return value
+
+
 def answer_text(text: str) -> str:
     """The text inside the last `<answer>…</answer>`, or the whole text when there is none."""
     found = _ANSWER.findall(text)

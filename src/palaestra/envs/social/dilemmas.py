@@ -26,19 +26,7 @@ from typing import Any
 
 from palaestra.core.env import PlayerId
 from palaestra.core.registry import EnvError
-from palaestra.envs.social.base import Ask, Discussion, SocialEnv
-
-
-def _whole(option: str, value: Any, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise EnvError(f"{option} must be a whole number >= {low}, got {value!r}")
-    return value
-
-
-def _flag(option: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise EnvError(f"{option} must be true or false, got {value!r}")
-    return value
+from palaestra.envs.social.base import Ask, Discussion, SocialEnv, flag_option, whole_option
 
 
 @dataclass
@@ -60,9 +48,9 @@ class _IteratedGame(SocialEnv):
         self, *, num_players: int, rounds: int, discussion: bool, discussion_messages: int, **base: Any
     ) -> None:
         super().__init__(num_players=num_players, **base)
-        self.rounds = _whole("rounds", rounds, 1)
-        self.discussion = _flag("discussion", discussion)
-        self.discussion_messages = _whole("discussion_messages", discussion_messages, 0)
+        self.rounds = whole_option("rounds", rounds, 1)
+        self.discussion = flag_option("discussion", discussion)
+        self.discussion_messages = whole_option("discussion_messages", discussion_messages, 0)
         self.state = RoundsState()
 
     def _setup(self, rng: random.Random, options: Mapping[str, Any]) -> None:
@@ -243,7 +231,7 @@ class PublicGoods(_IteratedGame):
             retries=retries,
             max_message_chars=max_message_chars,
         )
-        self.endowment = _whole("endowment", endowment, 1)
+        self.endowment = whole_option("endowment", endowment, 1)
         if not isinstance(multiplier, int | float) or isinstance(multiplier, bool) or multiplier <= 0:
             raise EnvError(f"multiplier must be a positive number, got {multiplier!r}")
         self.multiplier = float(multiplier)
@@ -342,8 +330,8 @@ class Ultimatum(SocialEnv):
         self, *, rounds: int = 2, pie: int = 10, retries: int = 1, max_message_chars: int = 1000
     ) -> None:
         super().__init__(num_players=2, retries=retries, max_message_chars=max_message_chars)
-        self.rounds = _whole("rounds", rounds, 1)
-        self.pie = _whole("pie", pie, 1)
+        self.rounds = whole_option("rounds", rounds, 1)
+        self.pie = whole_option("pie", pie, 1)
         self.state = RoundsState()
 
     def _proposer(self) -> PlayerId:

@@ -44,25 +44,13 @@ from typing import Any
 
 from palaestra.core.env import PlayerId
 from palaestra.core.registry import EnvError
-from palaestra.envs.social.base import Ask, Discussion, SocialEnv
+from palaestra.envs.social.base import Ask, Discussion, SocialEnv, flag_option, whole_option
 
 NO_PRICE = -1
 """The price of a seller whose answer could not be read: it sells nothing that round."""
 ABSTAIN = ""
 """The vote of a voter whose answer could not be read."""
 LETTERS = "ABCDEF"
-
-
-def _whole(option: str, value: Any, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise EnvError(f"{option} must be a whole number >= {low}, got {value!r}")
-    return value
-
-
-def _flag(option: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise EnvError(f"{option} must be true or false, got {value!r}")
-    return value
 
 
 def reference_prices(num_sellers: int, cost: int, demand: int, max_price: int) -> tuple[int, int]:
@@ -115,12 +103,12 @@ class Market(SocialEnv):
         max_message_chars: int = 1000,
     ) -> None:
         super().__init__(num_players=num_players, retries=retries, max_message_chars=max_message_chars)
-        self.rounds = _whole("rounds", rounds, 1)
-        self.cost = _whole("cost", cost, 0)
-        self.demand = _whole("demand", demand, cost + 2)
-        self.max_price = _whole("max_price", demand if max_price is None else max_price, cost + 1)
-        self.discussion = _flag("discussion", discussion)
-        self.discussion_messages = _whole(
+        self.rounds = whole_option("rounds", rounds, 1)
+        self.cost = whole_option("cost", cost, 0)
+        self.demand = whole_option("demand", demand, cost + 2)
+        self.max_price = whole_option("max_price", demand if max_price is None else max_price, cost + 1)
+        self.discussion = flag_option("discussion", discussion)
+        self.discussion_messages = whole_option(
             "discussion_messages", num_players if discussion_messages is None else discussion_messages, 0
         )
         self.competitive_price, self.monopoly_price = reference_prices(
@@ -308,15 +296,15 @@ class ConformityVote(SocialEnv):
         max_message_chars: int = 1000,
     ) -> None:
         super().__init__(num_players=num_players, retries=retries, max_message_chars=max_message_chars)
-        self.rounds = _whole("rounds", rounds, 1)
-        self.num_options = _whole("num_options", num_options, 2)
+        self.rounds = whole_option("rounds", rounds, 1)
+        self.num_options = whole_option("num_options", num_options, 2)
         if self.num_options > len(LETTERS):
             raise EnvError(f"num_options must be at most {len(LETTERS)}, got {num_options}")
         if reveal not in ("votes", "tally"):
             raise EnvError(f"reveal must be 'votes' (who voted what) or 'tally' (counts), got {reveal!r}")
         self.reveal = reveal
-        self.discussion = _flag("discussion", discussion)
-        self.discussion_messages = _whole(
+        self.discussion = flag_option("discussion", discussion)
+        self.discussion_messages = whole_option(
             "discussion_messages", num_players if discussion_messages is None else discussion_messages, 0
         )
         self.letters = tuple(LETTERS[: self.num_options])
