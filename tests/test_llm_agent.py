@@ -221,7 +221,7 @@ def test_compact_prompt_is_just_state_and_legal_actions() -> None:
     view = view_of(list(step.observations["player_1"]), env.legal_actions("player_1"), player="player_1")
     (message,) = CompactTemplate().render(view)
     assert message.role == "user"
-    assert message.content == "Legal: 1,2,3,4,6,7,8,9\n1|2|3\n4|X|6\n7|8|9\nYou are O."
+    assert message.content == "Legal: 1,2,3,4,6,7,8,9\n123\n4X6\n789\nYou are O."
 
 
 def test_compact_prompt_flags_a_retry_and_keeps_dashed_rows() -> None:
@@ -231,6 +231,12 @@ def test_compact_prompt_flags_a_retry_and_keeps_dashed_rows() -> None:
     )
     view = view_of([user(text)], ["a"])
     assert CompactTemplate().prompt_text(view) == "Invalid, again.\nLegal: a\n- - -\nX - O"
+
+
+def test_compact_prompt_squeezes_bars_only_between_one_character_cells() -> None:
+    text = "GAME STATE:\nX | 2 | 3\nab | c\nQ|R\nLEGAL ACTIONS: 2, 3"
+    view = view_of([user(text)], ["2", "3"])
+    assert CompactTemplate().prompt_text(view) == "Legal: 2,3\nX23\nab|c\nQR"
 
 
 def test_compact_prompt_without_a_game_block_shows_the_new_user_text() -> None:
@@ -380,6 +386,42 @@ def test_legal_retries_give_up_and_return_the_last_illegal_answer() -> None:
     assert run(without.act(view_of([user("x")], ["1"], episode_id="e"))).action == "9"
     with pytest.raises(AgentError, match="memory=turn"):
         LLMAgent(MockModel(), template="mars", legal_retries=1)
+
+
+def test_legal_only_decodes_only_legal_answers_on_the_tiny_engine() -> None:
+    env = make("tic_tac_toe-v0")
+    agent = LLMAgent("tiny", temperature=3.0, legal_only=True)  # hot: unconstrained would babble
+    free = LLMAgent("tiny", temperature=3.0)
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        constrained, unconstrained = [], []
+        for seed in range(12):
+            step = env.reset(seed=seed)
+            observation, legal = list(step.observations["player_0"]), env.legal_actions("player_0")
+            view = view_of(observation, legal, seed=seed, episode_id=f"c{seed}")
+            constrained.append((await agent.act(view)).action)
+            view = view_of(observation, legal, seed=seed, episode_id=f"u{seed}")
+            unconstrained.append((await free.act(view)).action)
+        await agent.close()
+        await free.close()
+        return constrained, unconstrained
+
+    constrained, unconstrained = run(scenario())
+    assert all(action in [str(i) for i in range(1, 10)] for action in constrained)
+    assert len(set(constrained)) > 1  # still sampled, not a fixed answer
+    assert any(action not in [str(i) for i in range(1, 10)] for action in unconstrained)
+    assert agent.sampling_for(view_of([user("x")], ["3", "7"])).allowed == ("3", "7")
+    mars = LLMAgent("tiny", template="mars", legal_only=True)
+    assert mars.sampling_for(view_of([user("x")], ["3"])).allowed == ("<answer>3</answer>",)
+
+
+def test_legal_only_refuses_engines_that_cannot_constrain() -> None:
+    with pytest.raises(AgentError, match="legal_only needs an engine"):
+        LLMAgent(MockModel(), template="compact", legal_only=True)
+    _, options = parse_llm_spec("tiny?legal_only=true&temperature=2")
+    assert options == {"legal_only": True, "temperature": 2.0}
+    with pytest.raises(AgentError, match="legal_only must be true or false"):
+        parse_llm_spec("tiny?legal_only=maybe")
 
 
 def test_bad_agent_arguments_are_one_line_agent_errors() -> None:
@@ -660,5 +702,5 @@ def test_llm_tiny_plays_tic_tac_toe_against_random(tiny_cache: Path) -> None:
         assert found >= position
         position = found + 1
     assert decoded.startswith(
-        "<|user|>Legal: 1,2,3,4,5,6,7,8,9\n1|2|3\n4|5|6\n7|8|9\nYou are X.<|end|><|assistant|>"
+        "<|user|>Legal: 1,2,3,4,5,6,7,8,9\n123\n456\n789\nYou are X.<|end|><|assistant|>"
     )

@@ -601,3 +601,92 @@ def test_llm_agent_self_play_through_the_engine(tiny_path: Path) -> None:
     assert all(e.status == "ok" for e in episodes), [e.cause for e in episodes]
     assert sum(len(e.turns) for e in episodes) > 4  # retries: multi-turn sessions
     assert engine.stats().sessions == 0  # the agents ended their sessions
+
+
+# ----- constrained replies (SamplingParams.allowed) ------------------------------------------
+def test_allowed_replies_constrain_greedy_and_sampled_decoding(tiny_path: Path) -> None:
+    engine = engine_for(tiny_path)
+    prompt = [user("Pick a move. Legal: 1,5,10")]
+    allowed = ("1", "5", "10")
+    end = engine.renderer.turn_end_ids[0]
+
+    async def main() -> tuple[Any, list[Any], Any]:
+        greedy = await engine.generate(
+            request(None, prompt, temperature=0.0, max_new_tokens=4, allowed=allowed)
+        )
+        # Sampled hot, batched with unconstrained calls that must stay unconstrained.
+        calls = [
+            engine.generate(request(None, prompt, temperature=3.0, max_new_tokens=4, seed=s, allowed=allowed))
+            for s in range(60)
+        ]
+        free = engine.generate(request(None, prompt, temperature=3.0, max_new_tokens=4, seed=7))
+        *sampled, unconstrained = await asyncio.gather(*calls, free)
+        await engine.close()
+        return greedy, sampled, unconstrained
+
+    greedy, sampled, unconstrained = run(main())
+    for generation in (greedy, *sampled):
+        assert generation.text in allowed
+        assert generation.token_ids == [*engine.renderer.encode(generation.text), end]
+        assert generation.finish_reason == "stop"
+        # Log-probs stay the raw model's: what a trainer recomputes with a plain forward pass.
+        reference = full_forward_logprobs(engine, [*generation.prompt_ids, *generation.token_ids])
+        start = len(generation.prompt_ids) - 1
+        expected = [reference[start + k, t].item() for k, t in enumerate(generation.token_ids)]
+        assert generation.logprobs == pytest.approx(expected, abs=2e-4)
+    assert {g.text for g in sampled} == set(allowed)  # "1" and "10" share a prefix; all reachable
+    assert unconstrained.text not in allowed  # a hot unconstrained call babbles (seeded)
+    # Greedy picks the allowed path with the highest logit at each step.
+    first = full_forward_logprobs(engine, greedy.prompt_ids)[-1]
+    ids = {text: engine.renderer.encode(text)[0] for text in allowed}
+    best = max(set(ids.values()), key=lambda i: first[i].item())
+    assert greedy.token_ids[0] == best
+
+
+def test_allowed_replies_sample_the_model_conditioned_on_the_set(tiny_path: Path) -> None:
+    engine = engine_for(tiny_path)
+    prompt = [user("Legal: 2,4,6")]
+    allowed = ("2", "4", "6")
+    draws = 600
+
+    async def main() -> list[Any]:
+        results = await asyncio.gather(
+            *(
+                engine.generate(
+                    request(None, prompt, temperature=1.0, max_new_tokens=3, seed=s, allowed=allowed)
+                )
+                for s in range(draws)
+            )
+        )
+        await engine.close()
+        return list(results)
+
+    results = run(main())
+    first = full_forward_logprobs(engine, results[0].prompt_ids)[-1]
+    ids = [engine.renderer.encode(text)[0] for text in allowed]
+    conditioned = torch.softmax(first[ids], dim=0).tolist()
+    for text, probability in zip(allowed, conditioned, strict=True):
+        share = sum(r.text == text for r in results) / draws
+        # Four standard errors of a binomial share: fails if the mask or renormalisation is off.
+        assert abs(share - probability) < 4 * (probability * (1 - probability) / draws) ** 0.5 + 1e-3
+
+
+def test_allowed_replies_that_cannot_be_honoured_are_one_line_errors(tiny_path: Path) -> None:
+    engine = engine_for(tiny_path)
+    prompt = [user("Legal: 1")]
+
+    async def main() -> list[str]:
+        messages = []
+        for sampling in ({"allowed": ()}, {"allowed": ("123",), "max_new_tokens": 3}, {"allowed": ("",)}):
+            with pytest.raises(ModelError) as caught:
+                await engine.generate(request("s", prompt, **sampling))
+            messages.append(str(caught.value))
+        # The session is untouched by the refused calls.
+        ok = await engine.generate(request("s", prompt, allowed=("1",), max_new_tokens=2, temperature=0.0))
+        assert ok.text == "1" and ok.session_turn == 0
+        await engine.close()
+        return messages
+
+    messages = run(main())
+    assert all("\n" not in m and "allowed replies" in m for m in messages)
+    assert "empty" in messages[0] and "max_new_tokens 3" in messages[1] and "no tokens" in messages[2]

@@ -105,6 +105,47 @@ def test_turn_memory_rows_are_one_context_per_turn(tmp_path: Path) -> None:
             assert sum(row.loss_mask) == len(trajectory.token_ids[k])
 
 
+def league_rollouts(out: Path, **extra: Any) -> list[Any]:
+    overrides = {
+        "train.steps": 1,
+        "sft.steps": 0,
+        "rollout.self_play": 0.0,
+        "rollout.league_temperature": 5.0,
+    }
+    trainer = Trainer(parse_config({}, tiny_overrides(out, **overrides, **extra)))
+
+    async def scenario() -> list[Any]:
+        trainer._prepare_folder()
+        trainer._build(trainer._initial_model_folder())
+        trainer.league.add(0, trainer.policy.state_dict())
+        try:
+            episodes, _ = await trainer._rollouts()
+        finally:
+            await trainer.engine.close()
+            await trainer.league_engine.close()
+        return episodes
+
+    import asyncio
+
+    return asyncio.run(scenario())
+
+
+def test_league_legal_only_opponents_never_play_an_illegal_move(tmp_path: Path) -> None:
+    def league_illegal(episodes: list[Any]) -> int:
+        return sum(
+            1
+            for episode in episodes
+            for turn in episode.turns
+            if episode.agents[turn.player] == "league" and turn.invalid is not None
+        )
+
+    constrained = league_rollouts(tmp_path / "a", **{"rollout.league_legal_only": True})
+    assert league_illegal(constrained) == 0
+    assert any(episode.agents[t.player] == "league" for episode in constrained for t in episode.turns)
+    # The control: the same hot, untrained snapshot unconstrained does play illegal moves.
+    assert league_illegal(league_rollouts(tmp_path / "b")) > 0
+
+
 def test_existing_run_needs_resume(tmp_path: Path) -> None:
     config = parse_config({}, tiny_overrides(tmp_path / "run", **{"train.steps": 1, "sft.steps": 0}))
     Trainer(config).run()
@@ -122,6 +163,9 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
         load_config(bad)
     bad.write_text("[train\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    bad.write_text('[rollout]\nexecutor = "ray"\nworker_engine = "vllm"\nleague_legal_only = true\n')
+    with pytest.raises(ConfigError, match="league_legal_only needs the local engine"):
         load_config(bad)
     with pytest.raises(ConfigError, match="no config file"):
         load_config(tmp_path / "missing.toml")

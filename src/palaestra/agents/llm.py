@@ -19,7 +19,9 @@ policy decides what happens.
 
 Spec syntax (what follows `llm:`): `MODEL[?key=value&key=value]`, with MODEL one of `tiny`,
 `hf:PATH`, `openai:MODEL@BASE_URL`, `mock`, and keys `temperature`, `top_p`, `max_new_tokens`,
-`seed`, `template` (`auto`|`mars`|`compact`). E.g. `llm:tiny?temperature=0.6&max_new_tokens=8`.
+`seed`, `template` (`auto`|`mars`|`compact`), `memory` (`auto`|`session`|`turn`), and for
+opponents `legal_retries` (resample an illegal answer) or `legal_only=true` (decode only legal
+answers; local engines). E.g. `llm:tiny?temperature=0.6&max_new_tokens=8`.
 The keyword form `llm:model=tiny,temperature=0.6` is accepted too.
 """
 
@@ -60,6 +62,10 @@ class PromptTemplate(Protocol):
 
     def max_new_tokens(self, view: AgentView) -> int:
         """The default cap on sampled tokens for this turn."""
+        ...
+
+    def answer_text(self, action: str) -> str:
+        """The shortest reply this template parses as `action` (what constrained decoding allows)."""
         ...
 
 
@@ -107,13 +113,26 @@ class MarsTemplate:
     def max_new_tokens(self, view: AgentView) -> int:
         return 1024
 
+    def answer_text(self, action: str) -> str:
+        return f"<answer>{action}</answer>"
+
+
+def _compact_row(line: str) -> str:
+    """A state line with its cell bars squeezed: `X | 2 | 3` -> `X23` (every character is a token,
+    so bars between one-character cells only lengthen the prompt), `ab | c` -> `ab|c`."""
+    cells = _CELL_BAR.split(line.strip())
+    if len(cells) > 1 and all(len(cell) == 1 for cell in cells):
+        return "".join(cells)
+    return _CELL_BAR.sub("|", line.rstrip())
+
 
 class CompactTemplate:
     """The latest game state and the legal actions, nothing else; the answer is a bare action.
 
-    A turn block like `GAME STATE:\\nX | 2 | 3\\n---------\\n...` becomes `Legal: 2,3\\nX|2|3\\n...`
-    (separator lines dropped, spaces around `|` removed). Envs without a GAME STATE block are
-    shown the text of their new user messages.
+    A turn block like `GAME STATE:\\nX | 2 | 3\\n---------\\n...` becomes `Legal: 2,3\\nX23\\n...`
+    (separator lines dropped; a row of one-character cells written without its `|` bars, other
+    rows with the spaces around `|` removed). Envs without a GAME STATE block are shown the text
+    of their new user messages.
     """
 
     name = "compact"
@@ -135,11 +154,7 @@ class CompactTemplate:
             lines.append("Legal: " + ",".join(view.legal_actions))
         if latest is not None:
             state = latest.split(_GAME_STATE, 1)[1].split(_LEGAL_ACTIONS, 1)[0]
-            lines.extend(
-                _CELL_BAR.sub("|", line.rstrip())
-                for line in state.splitlines()
-                if not _SEPARATOR_LINE.match(line)
-            )
+            lines.extend(_compact_row(line) for line in state.splitlines() if not _SEPARATOR_LINE.match(line))
         else:
             lines.extend(m.content for m in view.messages if m.role != "system" and m.content)
         return "\n".join(lines)
@@ -156,6 +171,9 @@ class CompactTemplate:
             # and a cap this tight keeps an untrained model's babble cheap.
             return max(len(action) for action in view.legal_actions) + 2
         return 64
+
+    def answer_text(self, action: str) -> str:
+        return action
 
 
 TEMPLATES: dict[str, PromptTemplate] = {"mars": MarsTemplate(), "compact": CompactTemplate()}
@@ -210,6 +228,10 @@ class LLMAgent:
             For opponents (league snapshots sampled hot), never for the policy being trained or
             evaluated, whose illegal moves must count. Needs `turn` memory (a session would keep
             the refused reply in its context).
+        legal_only: constrain decoding to the legal actions' answers (the template's
+            `answer_text` of each): the model's policy conditioned on legal moves in one call,
+            where `legal_retries` may take several. Needs an engine that supports it (the local
+            engine: `tiny`, `hf:PATH`). Like `legal_retries`, for opponents only.
     """
 
     def __init__(
@@ -225,6 +247,7 @@ class LLMAgent:
         memory: str = "auto",
         session_prefix: str = "",
         legal_retries: int = 0,
+        legal_only: bool = False,
     ) -> None:
         if temperature < 0:
             raise AgentError(f"temperature must be >= 0, got {temperature}")
@@ -260,6 +283,11 @@ class LLMAgent:
         if legal_retries and memory != "turn":
             raise AgentError("legal_retries needs memory=turn (a session would keep the refused reply)")
         self.legal_retries = legal_retries
+        if legal_only and not hasattr(self.template, "answer_text"):
+            raise AgentError(f"legal_only: the {self.template.name!r} template has no answer_text")
+        if legal_only and self._model is not None:
+            _check_allowed_support(self._model)
+        self.legal_only = legal_only
         self.session_prefix = session_prefix
         self.session_calls: dict[str, int] = {}
         self.sessions: list[str] = []
@@ -270,7 +298,10 @@ class LLMAgent:
         """The model, resolved from its spec on first use."""
         if self._model is None:
             assert self.model_spec is not None
-            self._model = resolve_model(self.model_spec)
+            model = resolve_model(self.model_spec)
+            if self.legal_only:
+                _check_allowed_support(model)
+            self._model = model
         return self._model
 
     def sampling_for(self, view: AgentView, attempt: int = 0) -> SamplingParams:
@@ -278,12 +309,16 @@ class LLMAgent:
         seed = view.seed if self.seed is None else (self.seed * 1_000_003 + view.seed) & 0x7FFFFFFF
         if attempt:
             seed = (seed + attempt * 0x9E3779B1) & 0x7FFFFFFF
+        allowed = None
+        if self.legal_only and view.legal_actions:
+            allowed = tuple(self.template.answer_text(action) for action in view.legal_actions)
         return SamplingParams(
             temperature=self.temperature,
             top_p=self.top_p,
             max_new_tokens=self.max_new_tokens or self.template.max_new_tokens(view),
             stop=self.stop,
             seed=seed,
+            allowed=allowed,
         )
 
     async def act(self, view: AgentView) -> Decision:
@@ -332,6 +367,13 @@ class LLMAgent:
                 await self._model.end_session(session)
 
 
+def _check_allowed_support(model: Model) -> None:
+    if not getattr(model, "supports_allowed_replies", False):
+        raise AgentError(
+            f"legal_only needs an engine that constrains decoding (tiny, hf:PATH); {model.name} does not"
+        )
+
+
 # ----- the `llm:` agent spec -----------------------------------------------------------------
 _OPTION_TYPES: dict[str, type] = {
     "temperature": float,
@@ -341,8 +383,9 @@ _OPTION_TYPES: dict[str, type] = {
     "template": str,
     "memory": str,
     "legal_retries": int,
+    "legal_only": bool,
 }
-_KIND_NAMES: dict[type, str] = {int: "an integer", float: "a number", str: "text"}
+_KIND_NAMES: dict[type, str] = {int: "an integer", float: "a number", str: "text", bool: "true or false"}
 
 
 def parse_llm_spec(text: str) -> tuple[str, dict[str, Any]]:
@@ -366,10 +409,25 @@ def check_llm_options(options: dict[str, Any], *, spec: str) -> dict[str, Any]:
             raise AgentError(f"llm spec {spec!r}: option {key!r} needs a value, e.g. {key}=...")
         kind = _OPTION_TYPES[key]
         try:
-            typed[key] = _as_int(value) if kind is int else kind(value)
+            if kind is bool:
+                typed[key] = _as_bool(value)
+            else:
+                typed[key] = _as_int(value) if kind is int else kind(value)
         except ValueError:
             raise AgentError(f"llm spec {spec!r}: {key} must be {_KIND_NAMES[kind]}, got {value!r}") from None
     return typed
+
+
+def _as_bool(value: Any) -> bool:
+    """A flag from `true`/`false`/`1`/`0` (or a bool), refusing anything else."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(value)
 
 
 def _as_int(value: Any) -> int:

@@ -31,6 +31,11 @@ class SamplingParams:
         max_new_tokens: cap on sampled tokens; the generation's finish reason is `length` at it.
         stop: strings that end the generation (included in the text and ids).
         seed: makes sampling reproducible for engines that support it.
+        allowed: when set, the only replies the model may give: every sampled token must extend
+            one of these texts (as the tokenizer encodes it alone), and the end of turn may follow
+            only a complete one (constrained decoding). Honoured by engines whose
+            `supports_allowed_replies` is true (the local engine); log-probs stay the model's raw
+            ones, so a trainer sees how unlikely a constrained reply was.
     """
 
     temperature: float = 1.0
@@ -38,6 +43,7 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    allowed: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,13 @@ Log-probs: `Generation.logprobs[i]` is `log_softmax(logits)[token_ids[i]]` of th
 logits at temperature 1, before temperature and top-p: log pi_theta(token | context), exactly what
 a trainer recomputes with a plain forward pass over the same ids.
 
+Constrained replies (`SamplingParams.allowed`): each allowed text is encoded alone; at every step
+the logits of tokens that extend no allowed text with the tokens sampled so far are set to -inf
+(before greedy choice, temperature and top-p), and the end-of-turn token is allowed exactly when
+the sampled tokens spell a whole allowed text. Greedy or sampled, the reply is always one of them;
+with a temperature it is drawn from the model's distribution conditioned on the allowed set. The
+returned log-probs stay the raw, unconstrained ones.
+
 End of turn: the template's end-of-turn text (what it writes after an assistant message's
 content, e.g. `<|im_end|>\\n`) is found once by rendering a probe conversation. Its first special
 token, the tokenizer's EOS and the generation config's EOS ids stop a generation and are kept in
@@ -307,6 +314,8 @@ class _Job:
     future: asyncio.Future[Generation]
     submitted: float
     prompt_ids: list[int] = field(default_factory=list)
+    allowed_ids: tuple[tuple[int, ...], ...] | None = None
+    """The token ids of each allowed reply (`SamplingParams.allowed`), or None."""
     undo: tuple[int, list[int]] = (0, [])
     past: tuple[torch.Tensor, ...] | None = None
     past_len: int = 0
@@ -488,6 +497,8 @@ def _ids_of(value: Any) -> list[int]:
 class LocalEngine:
     """A `Model` over a local Hugging Face causal LM folder, batching many sessions at once.
 
+    It honours `SamplingParams.allowed` (constrained replies; see the module docstring).
+
     Args:
         path: the model folder (config.json, weights, tokenizer with a chat template).
         device: `auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ...
@@ -504,6 +515,8 @@ class LocalEngine:
             fastest with 1, and on a CPU shared with other work more threads than free cores
             can make each forward pass a hundred times slower; None leaves torch's setting.
     """
+
+    supports_allowed_replies = True
 
     def __init__(
         self,
@@ -590,6 +603,9 @@ class LocalEngine:
         self.stop_token_ids: frozenset[int] = self._stop_ids()
         pad = self.tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else next(iter(self.stop_token_ids), 0))
+        end = self.renderer.turn_end_ids
+        # The one token that may end a constrained reply: the template's own end of turn.
+        self._reply_end_id = end[0] if end and end[0] in self.stop_token_ids else min(self.stop_token_ids)
         self._probe_kv_layout()
 
         heads = getattr(text_config, "num_key_value_heads", None) or text_config.num_attention_heads
@@ -607,6 +623,7 @@ class LocalEngine:
         self.session_ttl_s = session_ttl_s
         self.max_prefill_tokens = max_prefill_tokens
         self._seed_stream = random.Random(seed)
+        self._allowed_cache: dict[str, tuple[int, ...]] = {}
 
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -771,6 +788,7 @@ class LocalEngine:
             raise ModelError(f"top_p must be in (0, 1], got {sampling.top_p}")
         if sampling.max_new_tokens < 1:
             raise ModelError(f"max_new_tokens must be at least 1, got {sampling.max_new_tokens}")
+        allowed_ids = None if sampling.allowed is None else self._allowed_ids(sampling)
         session = self._checkout(request.session)
         try:
             if request.prompt_ids is not None:
@@ -807,6 +825,7 @@ class LocalEngine:
                 loop=loop,
                 future=loop.create_future(),
                 submitted=time.perf_counter(),
+                allowed_ids=allowed_ids,
             )
             with self._wake:
                 if self._closing:
@@ -826,6 +845,46 @@ class LocalEngine:
             self._release(session)
             raise
         return job
+
+    def _allowed_ids(self, sampling: SamplingParams) -> tuple[tuple[int, ...], ...]:
+        """The token ids of each allowed reply; ModelError when the set cannot be honoured."""
+        assert sampling.allowed is not None
+        if not sampling.allowed:
+            raise ModelError("allowed replies: the set is empty, so no reply is possible")
+        encoded = []
+        for text in sampling.allowed:
+            ids = self._allowed_cache.get(text)
+            if ids is None:
+                ids = tuple(self.renderer.encode(text))
+                if not ids:
+                    raise ModelError(f"allowed replies: {text!r} encodes to no tokens")
+                if any(i in self.stop_token_ids for i in ids):
+                    raise ModelError(f"allowed replies: {text!r} holds an end-of-turn token")
+                if len(self._allowed_cache) < 65_536:
+                    self._allowed_cache[text] = ids
+            encoded.append(ids)
+        longest = max(len(ids) for ids in encoded)
+        if longest + 1 > sampling.max_new_tokens:
+            raise ModelError(
+                f"allowed replies: max_new_tokens {sampling.max_new_tokens} cannot fit the longest "
+                f"allowed reply ({longest} tokens) and its end of turn"
+            )
+        return tuple(encoded)
+
+    def _allowed_mask(self, jobs: list[_Job], vocab: int) -> list[tuple[int, list[int]]]:
+        """(row, token ids it may sample next) for each row with allowed replies."""
+        rows = []
+        for row, job in enumerate(jobs):
+            if job.allowed_ids is None or job.settled:
+                continue
+            done = job.sampled
+            depth = len(done)
+            next_ids: set[int] = set()
+            for ids in job.allowed_ids:
+                if len(ids) >= depth and list(ids[:depth]) == done:
+                    next_ids.add(ids[depth] if len(ids) > depth else self._reply_end_id)
+            rows.append((row, sorted(i for i in next_ids if i < vocab)))
+        return rows
 
     def _checkout(self, key: str | None) -> _Session:
         now = time.monotonic()
@@ -1349,6 +1408,14 @@ class LocalEngine:
 
         logits = logits.float()
         logprobs = torch.log_softmax(logits, dim=-1)
+        constrained = self._allowed_mask(jobs, logits.shape[-1])
+        if constrained:
+            keep = torch.zeros_like(logits, dtype=torch.bool)
+            for row, ids in constrained:
+                keep[row, ids] = True
+            rows = torch.tensor([row for row, _ in constrained], device=logits.device)
+            logits = logits.clone()
+            logits[rows] = logits[rows].masked_fill(~keep[rows], float("-inf"))
         tokens = logits.argmax(dim=-1)
         sampled_rows = [row for row, job in enumerate(jobs) if job.sampling.temperature > 0]
         if sampled_rows:

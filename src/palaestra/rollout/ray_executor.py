@@ -168,7 +168,8 @@ class HostedAgent:
 
     Fields:
         model: the hosted model's name.
-        temperature, top_p, max_new_tokens, session_prefix, legal_retries: as `LLMAgent`'s.
+        temperature, top_p, max_new_tokens, session_prefix, legal_retries, legal_only: as
+            `LLMAgent`'s.
         stamps_version: episodes this agent plays in carry the hosted model's weight version
             (`Episode.weight_version`): set it on the policy being trained.
     """
@@ -179,6 +180,7 @@ class HostedAgent:
     max_new_tokens: int | None = None
     session_prefix: str = ""
     legal_retries: int = 0
+    legal_only: bool = False
     stamps_version: bool = False
 
     def __call__(self) -> Any:
@@ -191,6 +193,7 @@ class HostedAgent:
             max_new_tokens=self.max_new_tokens,
             session_prefix=self.session_prefix,
             legal_retries=self.legal_retries,
+            legal_only=self.legal_only,
         )
 
 

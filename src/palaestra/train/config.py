@@ -90,6 +90,9 @@ class RolloutSection(_Section):
         league_legal_retries: a league opponent whose sampled answer is illegal samples again up
             to this many times (its policy conditioned on legal moves): hot snapshots then show
             varied positions instead of ending games early with an illegal move.
+        league_legal_only: league opponents decode only legal answers (constrained decoding: the
+            same conditioned policy as `league_legal_retries` in one model call; needs the local
+            engine, which the tiny model and `hf:` checkpoints use).
         executor: where rollouts run: `local` (this process's engine) or
             `ray[:ADDRESS][?workers=N&cpus=C&gpus=G]` (Ray workers, each with its own copy of the
             policy and league engines; new weights are broadcast to them after every update).
@@ -119,6 +122,7 @@ class RolloutSection(_Section):
     engine_batch_size: int = Field(default=256, ge=1)
     league_temperature: float | None = Field(default=None, ge=0)
     league_legal_retries: int = Field(default=0, ge=0)
+    league_legal_only: bool = False
     executor: str = "local"
     async_rollouts: bool = False
     max_staleness: int = Field(default=1, ge=0)
@@ -226,6 +230,11 @@ class TrainConfig(_Section):
             )
         if self.rollout.async_rollouts and not remote:
             raise ValueError('rollout.async_rollouts needs a Ray executor (rollout.executor = "ray...")')
+        if self.rollout.league_legal_only and self.rollout.worker_engine == "vllm":
+            raise ValueError(
+                'rollout.league_legal_only needs the local engine; with worker_engine = "vllm" use '
+                "rollout.league_legal_retries"
+            )
         if remote and self.model.lora:
             raise ValueError("rollout.executor: Ray rollouts send full weights and do not support model.lora")
         return self

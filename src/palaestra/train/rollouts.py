@@ -62,6 +62,7 @@ def policy_factory(
     max_new_tokens: int | None = None,
     session_prefix: str = "",
     legal_retries: int = 0,
+    legal_only: bool = False,
 ) -> AgentFactory:
     """Fresh LLM agents over `model` (a `Model`), with the model's own prompt template.
 
@@ -77,6 +78,7 @@ def policy_factory(
             max_new_tokens=max_new_tokens,
             session_prefix=session_prefix,
             legal_retries=legal_retries,
+            legal_only=legal_only,
         )
 
     return make

@@ -422,6 +422,7 @@ class Trainer:
                 temperature=league_temperature,
                 top_p=rollout.top_p,
                 legal_retries=rollout.league_legal_retries,
+                legal_only=rollout.league_legal_only,
             )
         else:
             self.league_engine.model.load_state_dict(_plain_state_dict(weights), strict=True)
@@ -431,6 +432,7 @@ class Trainer:
                 temperature=league_temperature,
                 top_p=rollout.top_p,
                 legal_retries=rollout.league_legal_retries,
+                legal_only=rollout.league_legal_only,
             )
         jobs = []
         for env_number, env_id in enumerate(rollout.envs):
