@@ -239,6 +239,23 @@ def test_compact_prompt_squeezes_bars_only_between_one_character_cells() -> None
     assert CompactTemplate().prompt_text(view) == "Legal: 2,3\nX23\nab|c\nQR"
 
 
+def test_board_prompt_drops_the_legal_list_only_when_the_grid_shows_every_legal_move() -> None:
+    from palaestra.agents.llm import TEMPLATES
+
+    board = TEMPLATES["board"]
+    env = make("tic_tac_toe-v0")
+    env.reset(seed=0)
+    step = env.step({"player_0": "5"})
+    view = view_of(list(step.observations["player_1"]), env.legal_actions("player_1"), player="player_1")
+    assert board.prompt_text(view) == "123\n4X6\n789\nYou are O."
+    # A legal move the state does not show as a cell keeps the list (Kuhn-like states).
+    cards = view_of([user("GAME STATE:\nYour card: K\nLEGAL ACTIONS: pass, bet")], ["pass", "bet"])
+    assert board.prompt_text(cards) == "Legal: pass,bet\nYour card: K"
+    partial = view_of([user("GAME STATE:\n1 | X\nLEGAL ACTIONS: 1, 2")], ["1", "2"])
+    assert board.prompt_text(partial) == "Legal: 1,2\n1X"
+    assert LLMAgent("tiny", template="board").memory == "turn"
+
+
 def test_compact_prompt_without_a_game_block_shows_the_new_user_text() -> None:
     view = view_of([system("be nice"), user("hello"), user("how are you?")], None)
     assert CompactTemplate().prompt_text(view) == "hello\nhow are you?"

@@ -146,6 +146,33 @@ def test_league_legal_only_opponents_never_play_an_illegal_move(tmp_path: Path) 
     assert league_illegal(league_rollouts(tmp_path / "b")) > 0
 
 
+def test_board_template_is_used_everywhere_and_recorded_in_the_final_model(tmp_path: Path) -> None:
+    from palaestra.agents.llm import template_for_model
+
+    overrides = tiny_overrides(
+        tmp_path / "run", **{"train.steps": 1, "sft.steps": 1, "model.template": "board"}
+    )
+    Trainer(parse_config({}, overrides)).run()
+    final = tmp_path / "run" / "final"
+    assert template_for_model(f"hf:{final}").name == "board"
+    config = json.loads((final / "config.json").read_text())
+    assert config["palaestra"]["prompt_template"] == "board" and config["palaestra"]["family"] == "tiny"
+    # Policy and league saw the board without the legal list (the prompt ids are what they read).
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    episodes = league_rollouts(tmp_path / "rollouts", **{"model.template": "board"})
+    prompts = [
+        tokenizer.decode(turn.generation.prompt_ids)
+        for episode in episodes
+        for turn in episode.turns
+        if turn.generation is not None
+    ]
+    assert len(prompts) >= 12  # one per episode at least (an untrained policy ends games early)
+    assert all("Legal" not in prompt and "You are " in prompt for prompt in prompts)
+    assert any("<|user|>123\n456\n789\nYou are X." in prompt for prompt in prompts)
+
+
 def test_existing_run_needs_resume(tmp_path: Path) -> None:
     config = parse_config({}, tiny_overrides(tmp_path / "run", **{"train.steps": 1, "sft.steps": 0}))
     Trainer(config).run()

@@ -6,20 +6,22 @@ a prompt template and sends them as the session's delta, so local engines extend
 instead of re-reading the history, and the `Generation` it attaches to its `Decision` holds the
 exact prompt-delta ids, sampled ids, log-probs and loss mask of the turn.
 
-Two prompt templates:
+Three prompt templates:
 - `mars`: the env's messages as they are (the env already writes the MARS layout: rules once,
   then "Information of Turn-k" with GAME STATE and LEGAL ACTIONS); the answer is the text inside
   the last `<answer>…</answer>`. For real LLMs.
 - `compact`: one short user message per turn, just the game state and the legal actions of the
   latest turn block (no rules), answered with a bare action. For the tiny model, where every
   character is a token.
+- `board`: `compact` without the legal actions, for games whose state shows every legal move
+  (tic-tac-toe's free cells show their numbers); half the prompt for the tiny model.
 
 Unparsable output never raises: the raw text becomes the action, and the env's invalid-action
 policy decides what happens.
 
 Spec syntax (what follows `llm:`): `MODEL[?key=value&key=value]`, with MODEL one of `tiny`,
 `hf:PATH`, `openai:MODEL@BASE_URL`, `mock`, and keys `temperature`, `top_p`, `max_new_tokens`,
-`seed`, `template` (`auto`|`mars`|`compact`), `memory` (`auto`|`session`|`turn`), and for
+`seed`, `template` (`auto`|`mars`|`compact`|`board`), `memory` (`auto`|`session`|`turn`), and for
 opponents `legal_retries` (resample an illegal answer) or `legal_only=true` (decode only legal
 answers; local engines). E.g. `llm:tiny?temperature=0.6&max_new_tokens=8`.
 The keyword form `llm:model=tiny,temperature=0.6` is accepted too.
@@ -126,6 +128,13 @@ def _compact_row(line: str) -> str:
     return _CELL_BAR.sub("|", line.rstrip())
 
 
+def _shows_every(rows: Sequence[str], actions: Sequence[str]) -> bool:
+    """Whether every action is a cell of some `|`-separated state row (a free cell showing its
+    number): only then may the board template leave the legal list out."""
+    cells = {cell for row in rows for cell in _CELL_BAR.split(row.strip()) if "|" in row}
+    return all(action in cells for action in actions)
+
+
 class CompactTemplate:
     """The latest game state and the legal actions, nothing else; the answer is a bare action.
 
@@ -133,9 +142,15 @@ class CompactTemplate:
     (separator lines dropped; a row of one-character cells written without its `|` bars, other
     rows with the spaces around `|` removed). Envs without a GAME STATE block are shown the text
     of their new user messages.
+
+    With `show_legal=False` (the `board` template) the `Legal:` line is left out when every legal
+    action is a cell of the state's grid (a free tic-tac-toe cell shows its number), where the
+    list only doubles the prompt a character-level model reads; otherwise it is still shown.
     """
 
-    name = "compact"
+    def __init__(self, *, show_legal: bool = True, name: str = "compact") -> None:
+        self.show_legal = show_legal
+        self.name = name
 
     def render(self, view: AgentView) -> list[Message]:
         return [Message(role="user", content=self.prompt_text(view))]
@@ -150,11 +165,14 @@ class CompactTemplate:
         )
         if latest is not None and "Invalid action" in latest:
             lines.append("Invalid, again.")
-        if view.legal_actions is not None:
-            lines.append("Legal: " + ",".join(view.legal_actions))
+        rows: list[str] = []
         if latest is not None:
             state = latest.split(_GAME_STATE, 1)[1].split(_LEGAL_ACTIONS, 1)[0]
-            lines.extend(_compact_row(line) for line in state.splitlines() if not _SEPARATOR_LINE.match(line))
+            rows = [line for line in state.splitlines() if not _SEPARATOR_LINE.match(line)]
+        if view.legal_actions is not None and (self.show_legal or not _shows_every(rows, view.legal_actions)):
+            lines.append("Legal: " + ",".join(view.legal_actions))
+        if latest is not None:
+            lines.extend(_compact_row(line) for line in rows)
         else:
             lines.extend(m.content for m in view.messages if m.role != "system" and m.content)
         return "\n".join(lines)
@@ -176,7 +194,11 @@ class CompactTemplate:
         return action
 
 
-TEMPLATES: dict[str, PromptTemplate] = {"mars": MarsTemplate(), "compact": CompactTemplate()}
+TEMPLATES: dict[str, PromptTemplate] = {
+    "mars": MarsTemplate(),
+    "compact": CompactTemplate(),
+    "board": CompactTemplate(show_legal=False, name="board"),
+}
 
 
 def template_for_model(model: str | Model) -> PromptTemplate:
@@ -211,7 +233,7 @@ class LLMAgent:
         model: a `Model`, or a model spec (`tiny`, `hf:PATH`, `openai:MODEL@URL`, `mock`) resolved
             on first use to the process-wide shared instance.
         template: `auto` (the model's own: compact for the tiny model, else mars), `mars`,
-            `compact`, or a `PromptTemplate`.
+            `compact`, `board`, or a `PromptTemplate`.
         temperature, top_p: sampling parameters (temperature 0 is greedy).
         max_new_tokens: cap on sampled tokens per turn; None takes the template's default.
         seed: mixed into every decision's sampling seed; each decision is already seeded from the
@@ -220,7 +242,7 @@ class LLMAgent:
         memory: `session` (one model conversation per episode and seat: each turn extends the
             context) or `turn` (a fresh context every turn: the prompt template must then show all
             the player needs, as the compact one does for games whose state text is complete).
-            `auto` is `turn` for the compact template and `session` otherwise.
+            `auto` is `turn` for the compact and board templates and `session` otherwise.
         session_prefix: put before every session name; runs that share one model concurrently
             (and so reuse episode ids) give each a different prefix.
         legal_retries: when the answer is not one of the view's legal actions, sample again (with
@@ -274,7 +296,7 @@ class LLMAgent:
         self.seed = seed
         self.stop = tuple(stop)
         if memory == "auto":
-            memory = "turn" if self.template.name == "compact" else "session"
+            memory = "turn" if isinstance(self.template, CompactTemplate) else "session"
         if memory not in ("session", "turn"):
             raise AgentError(f"memory must be auto, session or turn, got {memory!r}")
         self.memory = memory

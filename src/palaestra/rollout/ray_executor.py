@@ -168,8 +168,8 @@ class HostedAgent:
 
     Fields:
         model: the hosted model's name.
-        temperature, top_p, max_new_tokens, session_prefix, legal_retries, legal_only: as
-            `LLMAgent`'s.
+        temperature, top_p, max_new_tokens, session_prefix, legal_retries, legal_only, template:
+            as `LLMAgent`'s.
         stamps_version: episodes this agent plays in carry the hosted model's weight version
             (`Episode.weight_version`): set it on the policy being trained.
     """
@@ -181,6 +181,7 @@ class HostedAgent:
     session_prefix: str = ""
     legal_retries: int = 0
     legal_only: bool = False
+    template: str = "auto"
     stamps_version: bool = False
 
     def __call__(self) -> Any:
@@ -194,6 +195,7 @@ class HostedAgent:
             session_prefix=self.session_prefix,
             legal_retries=self.legal_retries,
             legal_only=self.legal_only,
+            template=self.template,
         )
 
 

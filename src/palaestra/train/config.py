@@ -30,6 +30,9 @@ class ModelSection(_Section):
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: `tiny` sizes.
         lora: train LoRA adapters (peft) instead of all weights; `lora_rank`, `lora_alpha`.
         device: `auto` (CUDA when present), `cpu` or `cuda`.
+        template: the prompt template the policy plays, learns and is evaluated with: `auto` (the
+            model's own: `compact` for the tiny model), `compact`, `board` or `mars`. Recorded in
+            the checkpoints and the final model, so `llm:hf:RUN/final` plays with it too.
     """
 
     init: str = "tiny"
@@ -42,6 +45,7 @@ class ModelSection(_Section):
     lora_rank: int = Field(default=8, ge=1)
     lora_alpha: float = 16.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    template: Literal["auto", "compact", "board", "mars"] = "auto"
 
 
 class SFTSection(_Section):

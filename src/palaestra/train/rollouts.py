@@ -63,6 +63,7 @@ def policy_factory(
     session_prefix: str = "",
     legal_retries: int = 0,
     legal_only: bool = False,
+    template: str = "auto",
 ) -> AgentFactory:
     """Fresh LLM agents over `model` (a `Model`), with the model's own prompt template.
 
@@ -79,6 +80,7 @@ def policy_factory(
             session_prefix=session_prefix,
             legal_retries=legal_retries,
             legal_only=legal_only,
+            template=template,
         )
 
     return make

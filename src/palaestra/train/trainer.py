@@ -172,7 +172,7 @@ class Trainer:
     def _build(self, folder: Path) -> None:
         from transformers.utils import logging as transformers_logging
 
-        from palaestra.agents.llm import template_for_model
+        from palaestra.agents.llm import TEMPLATES, template_for_model
         from palaestra.models.local import LocalEngine
 
         transformers_logging.disable_progress_bar()  # checkpoints are written often; keep the output clean
@@ -185,8 +185,18 @@ class Trainer:
         self.league_engine = LocalEngine(
             folder, device=device, max_batch_size=batch, seed=self.config.train.seed + 1
         )
-        self.template = template_for_model(self.engine)
         self.policy = self.engine.model
+        chosen = self.config.model.template
+        if chosen == "auto":
+            self.template = template_for_model(self.engine)
+        else:
+            self.template = TEMPLATES[chosen]
+            # Checkpoints and the final model say which template they were trained with.
+            marker = getattr(self.policy.config, "palaestra", None)
+            self.policy.config.palaestra = {
+                **(marker if isinstance(marker, dict) else {}),
+                "prompt_template": chosen,
+            }
         if self.config.model.lora:
             self._wrap_lora()
         self.reference = None
@@ -405,6 +415,7 @@ class Trainer:
                 "top_p": rollout.top_p,
                 "max_new_tokens": rollout.max_new_tokens,
                 "session_prefix": prefix,
+                "template": self.template.name,
             }
             if remote is not None:
                 return remote.policy(**sampling)
@@ -423,6 +434,7 @@ class Trainer:
                 top_p=rollout.top_p,
                 legal_retries=rollout.league_legal_retries,
                 legal_only=rollout.league_legal_only,
+                template=self.template.name,
             )
         else:
             self.league_engine.model.load_state_dict(_plain_state_dict(weights), strict=True)
@@ -433,6 +445,7 @@ class Trainer:
                 top_p=rollout.top_p,
                 legal_retries=rollout.league_legal_retries,
                 legal_only=rollout.league_legal_only,
+                template=self.template.name,
             )
         jobs = []
         for env_number, env_id in enumerate(rollout.envs):
@@ -694,7 +707,10 @@ class Trainer:
 
         def policy(prefix: str) -> Any:
             return policy_factory(
-                self.engine, temperature=self.config.eval.temperature, session_prefix=prefix
+                self.engine,
+                temperature=self.config.eval.temperature,
+                session_prefix=prefix,
+                template=self.template.name,
             )
 
         cells: list[EvalCell] = []
