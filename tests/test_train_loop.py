@@ -75,44 +75,11 @@ def test_a_tiny_run_writes_everything(tmp_path: Path) -> None:
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
-def test_turn_memory_rows_are_one_context_per_turn(tmp_path: Path) -> None:
-    """The compact template gives a fresh context every turn: each row is one turn."""
-    config = parse_config({}, tiny_overrides(tmp_path / "run", **{"train.steps": 1, "sft.steps": 0}))
-    trainer = Trainer(config)
-
-    async def scenario() -> tuple[Any, Any]:
-        from palaestra.train.rewards import trajectories_from_episodes
-
-        trainer._prepare_folder()
-        trainer._build(trainer._initial_model_folder())
-        trainer.league.add(0, trainer.policy.state_dict())
-        try:
-            episodes, _ = await trainer._rollouts()
-        finally:
-            await trainer.engine.close()
-            await trainer.league_engine.close()
-        return episodes, trajectories_from_episodes(episodes)
-
+def first_rollouts(out: Path, **extra: Any) -> list[Any]:
+    """The episodes of a fresh trainer's first RL step (no cold start), league of the start policy."""
     import asyncio
 
-    episodes, batch = asyncio.run(scenario())
-    assert all(e.status == "ok" for e in episodes)
-    for trajectory in batch:
-        rows = trajectory.token_rows()
-        assert len(rows) == trajectory.num_turns
-        for k, row in enumerate(rows):
-            assert row.input_ids == trajectory.prompt_ids[k] + trajectory.token_ids[k]
-            assert sum(row.loss_mask) == len(trajectory.token_ids[k])
-
-
-def league_rollouts(out: Path, **extra: Any) -> list[Any]:
-    overrides = {
-        "train.steps": 1,
-        "sft.steps": 0,
-        "rollout.self_play": 0.0,
-        "rollout.league_temperature": 5.0,
-    }
-    trainer = Trainer(parse_config({}, tiny_overrides(out, **overrides, **extra)))
+    trainer = Trainer(parse_config({}, tiny_overrides(out, **{"train.steps": 1, "sft.steps": 0, **extra})))
 
     async def scenario() -> list[Any]:
         trainer._prepare_folder()
@@ -125,9 +92,26 @@ def league_rollouts(out: Path, **extra: Any) -> list[Any]:
             await trainer.league_engine.close()
         return episodes
 
-    import asyncio
-
     return asyncio.run(scenario())
+
+
+def test_turn_memory_rows_are_one_context_per_turn(tmp_path: Path) -> None:
+    """The compact template gives a fresh context every turn: each row is one turn."""
+    from palaestra.train.rewards import trajectories_from_episodes
+
+    episodes = first_rollouts(tmp_path / "run")
+    assert all(e.status == "ok" for e in episodes)
+    for trajectory in trajectories_from_episodes(episodes):
+        rows = trajectory.token_rows()
+        assert len(rows) == trajectory.num_turns
+        for k, row in enumerate(rows):
+            assert row.input_ids == trajectory.prompt_ids[k] + trajectory.token_ids[k]
+            assert sum(row.loss_mask) == len(trajectory.token_ids[k])
+
+
+def league_rollouts(out: Path, **extra: Any) -> list[Any]:
+    """First-step episodes against a hot league only (every game has a league seat)."""
+    return first_rollouts(out, **{"rollout.self_play": 0.0, "rollout.league_temperature": 5.0, **extra})
 
 
 def test_league_legal_only_opponents_never_play_an_illegal_move(tmp_path: Path) -> None:
