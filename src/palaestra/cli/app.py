@@ -415,9 +415,15 @@ def train(
     stages = {name: cells for name, cells in result.evaluations.items() if cells}
     console.print(_eval_table(f"before (after the cold start) and after RL: {result.out_dir}", stages))
     stopped = " (stopped by the time budget)" if result.stopped_early else ""
+    import resource
+
+    # This process's peak (the trainer, its engines, evaluation); ru_maxrss is KiB (bytes on macOS).
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (
+        1024 * 1024 if sys.platform == "darwin" else 1024
+    )
     console.print(
-        f"{result.steps_done} RL steps in {result.wall_s:.0f}s{stopped}; model: {result.final_model}; "
-        f"curve: {plot}; metrics: {result.out_dir / 'metrics.jsonl'}"
+        f"{result.steps_done} RL steps in {result.wall_s:.0f}s{stopped}; peak RSS {peak_mib:.0f} MiB; "
+        f"model: {result.final_model}; curve: {plot}; metrics: {result.out_dir / 'metrics.jsonl'}"
     )
 
 
