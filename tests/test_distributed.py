@@ -85,7 +85,8 @@ def gradients(model: Any) -> dict[str, torch.Tensor]:
     }
 
 
-def _worker(rank: int, port: int, folder: str, out: str, split: int) -> None:
+def _join_gloo_group(rank: int, port: int) -> None:
+    """The environment torch.distributed reads for a 2-process gloo group on 127.0.0.1."""
     os.environ.update(
         {
             "MASTER_ADDR": "127.0.0.1",
@@ -96,6 +97,10 @@ def _worker(rank: int, port: int, folder: str, out: str, split: int) -> None:
             "GLOO_SOCKET_IFNAME": "lo",
         }
     )
+
+
+def _worker(rank: int, port: int, folder: str, out: str, split: int) -> None:
+    _join_gloo_group(rank, port)
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM
 
@@ -224,16 +229,7 @@ def test_single_process_stand_in_changes_nothing(model_folder: Path) -> None:
 
 # ----- the trainer under two processes ------------------------------------------------------------
 def _train_worker(rank: int, port: int, out: str, results: str) -> None:
-    os.environ.update(
-        {
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "WORLD_SIZE": "2",
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "GLOO_SOCKET_IFNAME": "lo",
-        }
-    )
+    _join_gloo_group(rank, port)
     from palaestra.train.config import parse_config
     from palaestra.train.trainer import Trainer
 

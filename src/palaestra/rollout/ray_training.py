@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from palaestra.core.records import Episode
 from palaestra.rollout.ray_executor import HostedAgent, RayPool
-from palaestra.rollout.runner import RunConfig, play_in_memory
 
 POLICY_MODEL = "policy"
 LEAGUE_MODEL = "league"
@@ -94,20 +93,20 @@ class RayRollouts:
         turn_timeout_s: float | None = 120.0,
     ) -> list[Episode]:
         """`train.rollouts.collect` on the pool: play in memory and return the episodes in id order."""
-        config = RunConfig(
-            env_id=env_id,
-            env_options=env_options,
-            agents=list(seating.labels),
+        from palaestra.train.rollouts import collect
+
+        return await collect(
+            env_id,
+            env_options,
+            seating,  # type: ignore[arg-type]  # any object with labels and factories will do
             episodes=episodes,
             seed=seed,
             group_size=group_size,
             alternate_seats=alternate_seats,
             concurrency=concurrency,
             turn_timeout_s=turn_timeout_s,
-            episode_timeout_s=None,
             executor=self.executor,
         )
-        return await play_in_memory(config, dict(seating.factories))
 
     def close(self) -> None:
         """End the workers (their engines with them)."""

@@ -37,8 +37,10 @@ async def collect(
     alternate_seats: bool = False,
     concurrency: int = 256,
     turn_timeout_s: float | None = 120.0,
+    executor: str = "local",
 ) -> list[Episode]:
-    """Play `episodes` episodes in memory (nothing written) and return them in id order."""
+    """Play `episodes` episodes in memory (nothing written) and return them in id order, in this
+    process or on a Ray executor (`RunConfig.executor`)."""
     config = RunConfig(
         env_id=env_id,
         env_options=env_options,
@@ -50,8 +52,9 @@ async def collect(
         concurrency=concurrency,
         turn_timeout_s=turn_timeout_s,
         episode_timeout_s=None,
+        executor=executor,
     )
-    return await play_in_memory(config, seating.factories)
+    return await play_in_memory(config, dict(seating.factories))
 
 
 def policy_factory(
