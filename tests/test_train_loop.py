@@ -130,6 +130,34 @@ def test_league_legal_only_opponents_never_play_an_illegal_move(tmp_path: Path) 
     assert league_illegal(league_rollouts(tmp_path / "b")) > 0
 
 
+def test_the_start_policy_can_play_at_its_own_temperature(tmp_path: Path) -> None:
+    """`first_snapshot_temperature` applies to the start policy only; later snapshots keep
+    `league_temperature`."""
+
+    def league_openings(episodes: list[Any]) -> list[str]:
+        return [
+            episode.turns[0].action
+            for episode in episodes
+            if episode.agents[episode.turns[0].player] == "league"
+        ]
+
+    overrides = {"rollout.first_snapshot_temperature": 0.0, "rollout.league_legal_only": True}
+    greedy_start = league_openings(league_rollouts(tmp_path / "a", **overrides))
+    hot_start = league_openings(league_rollouts(tmp_path / "b", **{"rollout.league_legal_only": True}))
+    assert len(greedy_start) >= 4 and len(set(greedy_start)) == 1  # greedy: one opening move
+    assert len(set(hot_start)) > 1  # the control: at temperature 5.0 the openings vary
+
+    hot_league = {**overrides, "rollout.league_temperature": 5.0}
+    from palaestra.train.rollouts import League
+
+    trainer = Trainer(parse_config({}, tiny_overrides(tmp_path / "c", **hot_league)))
+    trainer.league = League(size=10, first_share=0.5)
+    trainer.league.add(0, {})
+    trainer.league.add(10, {})
+    assert trainer._league_temperature(0) == 0.0
+    assert trainer._league_temperature(10) == 5.0
+
+
 def test_board_template_is_used_everywhere_and_recorded_in_the_final_model(tmp_path: Path) -> None:
     from palaestra.agents.llm import template_for_model
 

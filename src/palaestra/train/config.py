@@ -91,6 +91,9 @@ class RolloutSection(_Section):
             rollouts bit-for-bit reproducible, since float sums then never depend on batching).
         league_temperature: sampling temperature of league opponents (default: `temperature`);
             higher values show the policy more varied positions.
+        first_snapshot_temperature: sampling temperature of the start policy when it is the league
+            opponent (default: `league_temperature`): a hot start policy plays almost at random,
+            while cooler recent snapshots punish mistakes.
         league_legal_retries: a league opponent whose sampled answer is illegal samples again up
             to this many times (its policy conditioned on legal moves): hot snapshots then show
             varied positions instead of ending games early with an illegal move.
@@ -125,6 +128,7 @@ class RolloutSection(_Section):
     turn_timeout_s: float = Field(default=120.0, gt=0)
     engine_batch_size: int = Field(default=256, ge=1)
     league_temperature: float | None = Field(default=None, ge=0)
+    first_snapshot_temperature: float | None = Field(default=None, ge=0)
     league_legal_retries: int = Field(default=0, ge=0)
     league_legal_only: bool = False
     executor: str = "local"

@@ -399,6 +399,17 @@ class Trainer:
             + process
         ) % (2**31)
 
+    def _league_temperature(self, snapshot_step: int) -> float:
+        """The sampling temperature of the league opponent taken at `snapshot_step`."""
+        rollout = self.config.rollout
+        temperature = (
+            rollout.temperature if rollout.league_temperature is None else rollout.league_temperature
+        )
+        is_start_policy = snapshot_step == self.league.snapshots[0][0]
+        if is_start_policy and rollout.first_snapshot_temperature is not None:
+            return rollout.first_snapshot_temperature
+        return temperature
+
     async def _rollouts(
         self, step: int | None = None, draw: tuple[int, dict[str, Any]] | None = None
     ) -> tuple[list[Episode], dict[str, Any]]:
@@ -422,9 +433,7 @@ class Trainer:
             return policy_factory(self.engine, **sampling)
 
         snapshot_step, weights = self.league.draw(self.rng) if draw is None else draw
-        league_temperature = (
-            rollout.temperature if rollout.league_temperature is None else rollout.league_temperature
-        )
+        league_temperature = self._league_temperature(snapshot_step)
         if remote is not None:
             # The workers play with the weights after `self.step` updates (a no-op when they have them).
             remote.sync_policy(self.policy.state_dict(), version=self.step)
@@ -480,7 +489,7 @@ class Trainer:
                 )
         batches = await asyncio.gather(*jobs)
         episodes = [episode for batch in batches for episode in batch]
-        return episodes, {"league_snapshot": snapshot_step}
+        return episodes, {"league_snapshot": snapshot_step, "league_temperature": league_temperature}
 
     async def _rl_step(self) -> None:
         algorithm = self.config.algorithm
