@@ -12,6 +12,7 @@ and are reused when finished.
 
 Run: .venv/bin/python bench/advantage_ablation.py [--seeds 0] [--steps 60] [--seconds S]
      [--estimators mars,grpo,reinforce] [--games tic_tac_toe-v0,kuhn_poker-v0] [--parallel 2]
+     [--set KEY=VALUE ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def cell_command(game: str, estimator: str, seed: int, args: argparse.Namespace)
     command = [sys.executable, "-m", "palaestra", "train", "--no-progress"]
     for key, value in overrides.items():
         command += ["--set", f"{key}={value}"]
+    for override in args.overrides:  # the user's, last, so they win
+        command += ["--set", override]
     if out.exists():
         command.append("--resume")
     return command
@@ -108,6 +111,14 @@ def main() -> None:
     parser.add_argument("--games", default="tic_tac_toe-v0,kuhn_poker-v0")
     parser.add_argument("--out", type=Path, default=Path("runs/advantage-ablation"))
     parser.add_argument("--parallel", type=int, default=1, help="cells trained at once (one core each)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every cell (e.g. 'algorithm.estimator_options={}'); give --out too",
+    )
     args = parser.parse_args()
     cells = [
         (game, estimator, int(seed))
