@@ -86,6 +86,7 @@ from palaestra.core.messages import Message
 from palaestra.core.records import Generation, trusted
 from palaestra.models.base import GenerationRequest, ModelError, SamplingParams
 from palaestra.models.tiny import quiet_transformers
+from palaestra.models.worker_thread import WorkerThreadEngine
 
 if TYPE_CHECKING:
     import torch
@@ -494,7 +495,7 @@ def _ids_of(value: Any) -> list[int]:
     return [int(v) for v in value]
 
 
-class LocalEngine:
+class LocalEngine(WorkerThreadEngine):
     """A `Model` over a local Hugging Face causal LM folder, batching many sessions at once.
 
     It honours `SamplingParams.allowed` (constrained replies; see the module docstring).
@@ -682,8 +683,8 @@ class LocalEngine:
     # ----- public API ---------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> Generation:
         """Extend the request's session with its new messages and sample a reply."""
-        job = self._make_job(request, asyncio.get_running_loop())
-        return await job.future
+        generation: Generation = await super().generate(request)
+        return generation
 
     async def end_session(self, session: str) -> None:
         """Forget a session (ids and cache); a reply still in flight is delivered, then dropped."""
@@ -692,26 +693,6 @@ class LocalEngine:
             if state is not None:
                 state.ended = True
                 self._uncache(state)
-
-    async def close(self) -> None:
-        """Stop the worker; waiting and running calls fail with ModelError."""
-        await asyncio.to_thread(self.shutdown)
-
-    def shutdown(self) -> None:
-        """`close` for synchronous callers."""
-        with self._wake:
-            self._closing = True
-            self._wake.notify_all()
-        if threading.current_thread() is not self._worker:
-            self._worker.join()
-
-    def session_ids(self, session: str) -> list[int]:
-        """The session's token-exact context so far: every prompt delta and sampled id, in order."""
-        with self._lock:
-            state = self._sessions.get(session)
-            if state is None:
-                raise KeyError(f"no session {session!r}")
-            return list(state.ids)
 
     def drop_caches(self) -> None:
         """Drop every idle session's KV cache (their ids stay): call it after changing the weights."""

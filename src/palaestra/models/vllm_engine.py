@@ -37,6 +37,7 @@ from typing import Any
 
 from palaestra.core.records import Generation, trusted
 from palaestra.models.base import GenerationRequest, ModelError
+from palaestra.models.worker_thread import WorkerThreadEngine
 
 __all__ = ["VLLMEngine", "import_vllm", "load_weights_on_worker"]
 
@@ -80,7 +81,7 @@ class _Job:
     submitted: float
 
 
-class VLLMEngine:
+class VLLMEngine(WorkerThreadEngine):
     """A `Model` over an in-process `vllm.LLM`.
 
     Args:
@@ -183,37 +184,21 @@ class VLLMEngine:
     # ----- Model API ------------------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> Generation:
         """Extend the request's session with its new messages and sample a reply."""
-        loop = asyncio.get_running_loop()
-        job = self._make_job(request, loop)
-        return await job.future
+        generation: Generation = await super().generate(request)
+        return generation
 
     async def end_session(self, session: str) -> None:
         with self._lock:
             self._sessions.pop(session, None)
 
-    async def close(self) -> None:
-        await asyncio.to_thread(self.shutdown)
-
     def shutdown(self) -> None:
         """Stop the worker thread (waiting calls fail) and let vLLM go."""
-        with self._wake:
-            self._closing = True
-            self._wake.notify_all()
-        if threading.current_thread() is not self._worker:
-            self._worker.join()
+        self._stop_worker()
         engine = getattr(self.llm, "llm_engine", None)
         shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
         if callable(shutdown):
             with contextlib.suppress(Exception):
                 shutdown()
-
-    def session_ids(self, session: str) -> list[int]:
-        """The session's token-exact context so far."""
-        with self._lock:
-            state = self._sessions.get(session)
-            if state is None:
-                raise KeyError(f"no session {session!r}")
-            return list(state.ids)
 
     def drop_caches(self) -> None:
         """Forget vLLM's cached prefix blocks (after a weight change); sessions keep their ids."""
