@@ -681,11 +681,6 @@ class LocalEngine(WorkerThreadEngine):
         self._worker.start()
 
     # ----- public API ---------------------------------------------------------------------
-    async def generate(self, request: GenerationRequest) -> Generation:
-        """Extend the request's session with its new messages and sample a reply."""
-        generation: Generation = await super().generate(request)
-        return generation
-
     async def end_session(self, session: str) -> None:
         """Forget a session (ids and cache); a reply still in flight is delivered, then dropped."""
         with self._lock:

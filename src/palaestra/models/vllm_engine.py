@@ -182,11 +182,6 @@ class VLLMEngine(WorkerThreadEngine):
         return frozenset(stop)
 
     # ----- Model API ------------------------------------------------------------------------------
-    async def generate(self, request: GenerationRequest) -> Generation:
-        """Extend the request's session with its new messages and sample a reply."""
-        generation: Generation = await super().generate(request)
-        return generation
-
     async def end_session(self, session: str) -> None:
         with self._lock:
             self._sessions.pop(session, None)

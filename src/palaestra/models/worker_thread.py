@@ -12,6 +12,7 @@ import asyncio
 import threading
 from typing import Any
 
+from palaestra.core.records import Generation
 from palaestra.models.base import GenerationRequest
 
 
@@ -32,10 +33,11 @@ class WorkerThreadEngine:
     def _make_job(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> Any:
         raise NotImplementedError
 
-    async def generate(self, request: GenerationRequest) -> Any:
+    async def generate(self, request: GenerationRequest) -> Generation:
         """Extend the request's session with its new messages and sample a reply."""
         job = self._make_job(request, asyncio.get_running_loop())
-        return await job.future
+        generation: Generation = await job.future
+        return generation
 
     async def close(self) -> None:
         """Stop the worker; waiting and running calls fail with ModelError."""
