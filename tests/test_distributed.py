@@ -228,7 +228,7 @@ def test_single_process_stand_in_changes_nothing(model_folder: Path) -> None:
 
 
 # ----- the trainer under two processes ------------------------------------------------------------
-def _train_worker(rank: int, port: int, out: str, results: str) -> None:
+def _train_worker(rank: int, port: int, out: str, results: str, critic: bool) -> None:
     _join_gloo_group(rank, port)
     from palaestra.train.config import parse_config
     from palaestra.train.trainer import Trainer
@@ -252,19 +252,25 @@ def _train_worker(rank: int, port: int, out: str, results: str) -> None:
         "eval.episodes": 2,
         "eval.opponents": {"tic_tac_toe-v0": ["random"]},
     }
+    if critic:
+        overrides.update({"algorithm.value_coef": 0.5, "algorithm.estimator_options": {"gae_lambda": 0.9}})
     trainer = Trainer(parse_config({}, overrides))
     result = trainer.run()
     assert trainer.dist.world_size == 2 and trainer.dist.rank == rank
+    weights = dict(trainer.policy.state_dict())
+    if trainer.value_head is not None:
+        weights.update({f"value_head.{k}": v for k, v in trainer.value_head.state_dict().items()})
     torch.save(
-        {"steps": result.steps_done, "weights": trainer.policy.state_dict(), "final": result.final_model},
+        {"steps": result.steps_done, "weights": weights, "final": result.final_model},
         Path(results) / f"rank{rank}.pt",
     )
 
 
 @pytest.mark.slow
-def test_the_trainer_runs_under_two_processes_with_weights_in_step(tmp_path: Path) -> None:
-    """Each process plays its own games; the update's all-reduce keeps the weights identical, and
-    only the main process writes the run folder."""
+@pytest.mark.parametrize("critic", [False, True])
+def test_the_trainer_runs_under_two_processes_with_weights_in_step(tmp_path: Path, critic: bool) -> None:
+    """Each process plays its own games; the update's all-reduce keeps the weights identical (the
+    critic's value head too), and only the main process writes the run folder."""
     import json
 
     import torch.multiprocessing as mp
@@ -272,10 +278,15 @@ def test_the_trainer_runs_under_two_processes_with_weights_in_step(tmp_path: Pat
     out, results = tmp_path / "run", tmp_path / "results"
     results.mkdir()
     mp.start_processes(
-        _train_worker, args=(free_port(), str(out), str(results)), nprocs=2, start_method="spawn", join=True
+        _train_worker,
+        args=(free_port(), str(out), str(results), critic),
+        nprocs=2,
+        start_method="spawn",
+        join=True,
     )
     ranks = [torch.load(results / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
     assert [r["steps"] for r in ranks] == [2, 2]
+    assert any(name.startswith("value_head.") for name in ranks[0]["weights"]) == critic
     assert ranks[0]["final"] == out / "final" and ranks[1]["final"] is None
     for name, value in ranks[0]["weights"].items():
         assert torch.equal(value, ranks[1]["weights"][name]), name

@@ -239,21 +239,31 @@ def test_compact_prompt_squeezes_bars_only_between_one_character_cells() -> None
     assert CompactTemplate().prompt_text(view) == "Legal: 2,3\nX23\nab|c\nQR"
 
 
-def test_board_prompt_drops_the_legal_list_only_when_the_grid_shows_every_legal_move() -> None:
+@pytest.mark.parametrize(
+    ("name", "tic_tac_toe", "partial"),
+    [
+        ("board", "123\n4X6\n789\nYou are O.", "Legal: 1,2\n1X\nYou are O."),
+        # The seat line before the grid; everything else as `board`.
+        ("seat_first", "You are O.\n123\n4X6\n789", "Legal: 1,2\nYou are O.\n1X"),
+    ],
+)
+def test_board_prompts_drop_the_legal_list_only_when_the_grid_shows_every_legal_move(
+    name: str, tic_tac_toe: str, partial: str
+) -> None:
     from palaestra.agents.llm import TEMPLATES
 
-    board = TEMPLATES["board"]
+    template = TEMPLATES[name]
     env = make("tic_tac_toe-v0")
     env.reset(seed=0)
     step = env.step({"player_0": "5"})
     view = view_of(list(step.observations["player_1"]), env.legal_actions("player_1"), player="player_1")
-    assert board.prompt_text(view) == "123\n4X6\n789\nYou are O."
+    assert template.prompt_text(view) == tic_tac_toe
     # A legal move the state does not show as a cell keeps the list (Kuhn-like states).
     cards = view_of([user("GAME STATE:\nYour card: K\nLEGAL ACTIONS: pass, bet")], ["pass", "bet"])
-    assert board.prompt_text(cards) == "Legal: pass,bet\nYour card: K"
-    partial = view_of([user("GAME STATE:\n1 | X\nLEGAL ACTIONS: 1, 2")], ["1", "2"])
-    assert board.prompt_text(partial) == "Legal: 1,2\n1X"
-    assert LLMAgent("tiny", template="board").memory == "turn"
+    assert template.prompt_text(cards) == "Legal: pass,bet\nYour card: K"
+    half = view_of([user("GAME STATE:\n1 | X\nYou are O.\nLEGAL ACTIONS: 1, 2")], ["1", "2"])
+    assert template.prompt_text(half) == partial
+    assert LLMAgent("tiny", template=name).memory == "turn"
 
 
 def test_compact_prompt_without_a_game_block_shows_the_new_user_text() -> None:

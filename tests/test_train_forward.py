@@ -295,6 +295,29 @@ def test_inference_mode_gives_the_same_values_without_graph(model: Any) -> None:
     torch.testing.assert_close(frozen.logprobs, live.logprobs.detach())
 
 
+def test_value_head_reads_the_hidden_state_that_scores_each_target(model: Any) -> None:
+    """Shared prefixes and buckets give the value head the same input as one plain forward pass,
+    and its gradient reaches the trunk."""
+    rows = grpo_rows(
+        random.Random(11), prompts=2, group_size=3, prompt_lengths=[7, 5], completion_lengths=[3, 1]
+    )
+    rows.append(TrainRow([10, 11, 12, 13, 14, 15], [0, 1, 0, 0, 1, 1]))  # two turns in one row
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    out = token_logprobs(model, TrainBatch.from_rows(rows), value_head=head)
+    assert out.values is not None and out.values.shape == out.logprobs.shape
+    expected = []
+    with torch.no_grad():
+        for row in rows:
+            hidden = model.get_decoder()(input_ids=torch.tensor([row.token_ids])).last_hidden_state[0]
+            expected += [head(hidden[t - 1]).item() for t, flag in enumerate(row.loss_mask) if flag]
+    torch.testing.assert_close(out.values.detach(), torch.tensor(expected), atol=ATOL, rtol=1e-5)
+    model.zero_grad(set_to_none=True)
+    out.values.sum().backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    assert model.get_input_embeddings().weight.grad.abs().sum() > 0
+    assert token_logprobs(model, rows).values is None
+
+
 def test_all_masked_batch_backpropagates_zero(model: Any) -> None:
     rows = [TrainRow([10, 11, 12], [0, 0, 0]), TrainRow([13, 14], [0, 0], 1)]
     model.zero_grad(set_to_none=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from palaestra.train.config import ConfigError, default_config_path, load_config, parse_config
 from palaestra.train.trainer import Trainer, TrainError
 
-TIMING_KEYS = {"time_s", "cpu_s", "rollout_s", "update_s", "seconds"}
+TIMING_KEYS = {"time_s", "cpu_s", "rollout_s", "update_s", "critic_s", "seconds"}
 
 
 def tiny_overrides(out: Path, **extra: Any) -> dict[str, Any]:
@@ -158,22 +159,28 @@ def test_the_start_policy_can_play_at_its_own_temperature(tmp_path: Path) -> Non
     assert trainer._league_temperature(10) == 5.0
 
 
-def test_board_template_is_used_everywhere_and_recorded_in_the_final_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("template", "first_prompt"),
+    [("board", "<|user|>123\n456\n789\nYou are X."), ("seat_first", "<|user|>You are X.\n123\n456\n789")],
+)
+def test_board_template_is_used_everywhere_and_recorded_in_the_final_model(
+    tmp_path: Path, template: str, first_prompt: str
+) -> None:
     from palaestra.agents.llm import template_for_model
 
     overrides = tiny_overrides(
-        tmp_path / "run", **{"train.steps": 1, "sft.steps": 1, "model.template": "board"}
+        tmp_path / "run", **{"train.steps": 1, "sft.steps": 1, "model.template": template}
     )
     Trainer(parse_config({}, overrides)).run()
     final = tmp_path / "run" / "final"
-    assert template_for_model(f"hf:{final}").name == "board"
+    assert template_for_model(f"hf:{final}").name == template
     config = json.loads((final / "config.json").read_text())
-    assert config["palaestra"]["prompt_template"] == "board" and config["palaestra"]["family"] == "tiny"
+    assert config["palaestra"]["prompt_template"] == template and config["palaestra"]["family"] == "tiny"
     # Policy and league saw the board without the legal list (the prompt ids are what they read).
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(final)
-    episodes = league_rollouts(tmp_path / "rollouts", **{"model.template": "board"})
+    episodes = league_rollouts(tmp_path / "rollouts", **{"model.template": template})
     prompts = [
         tokenizer.decode(turn.generation.prompt_ids)
         for episode in episodes
@@ -182,7 +189,7 @@ def test_board_template_is_used_everywhere_and_recorded_in_the_final_model(tmp_p
     ]
     assert len(prompts) >= 12  # one per episode at least (an untrained policy ends games early)
     assert all("Legal" not in prompt and "You are " in prompt for prompt in prompts)
-    assert any("<|user|>123\n456\n789\nYou are X." in prompt for prompt in prompts)
+    assert any(first_prompt in prompt for prompt in prompts)
 
 
 def test_existing_run_needs_resume(tmp_path: Path) -> None:
@@ -213,6 +220,26 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_overrides_reach_into_tables_and_leave_the_file_data_alone() -> None:
+    data = {"algorithm": {"estimator_options": {"center_per_player": True}}}
+    config = parse_config(
+        data,
+        {
+            "algorithm.estimator_options.center_per_player": False,
+            "algorithm.estimator_options.gae_lambda": 0.9,
+            "algorithm.value_coef": 0.5,
+        },
+    )
+    assert config.algorithm.estimator_options == {"center_per_player": False, "gae_lambda": 0.9}
+    assert data == {"algorithm": {"estimator_options": {"center_per_player": True}}}
+    with pytest.raises(ConfigError, match=r"train\.steps is a value, not a table"):
+        parse_config({"train": {"steps": 3}}, {"train.steps.x": 1})
+    with pytest.raises(ConfigError, match=r"must look like section\.key"):
+        parse_config({}, {"train..steps": 1})
+    with pytest.raises(ConfigError, match="gae_lambda needs a critic"):
+        parse_config({}, {"algorithm.estimator_options.gae_lambda": 0.9})
 
 
 def test_killed_run_resumes_with_identical_next_step(tmp_path: Path) -> None:
@@ -249,3 +276,37 @@ def test_killed_run_resumes_with_identical_next_step(tmp_path: Path) -> None:
     assert sorted(got) == [1, 2, 3, 4]
     assert got[3] == expected[3]
     assert got[4] == expected[4]
+
+
+def test_critic_trains_and_resumes_with_identical_next_step(tmp_path: Path) -> None:
+    """A value head on the policy (mars with gae_lambda): its loss falls in the metrics, it is in
+    the checkpoint, and a run resumed from step 2 redoes step 3 exactly."""
+    import shutil
+
+    import torch
+
+    critic = {
+        "train.steps": 3,
+        "sft.steps": 1,
+        "algorithm.value_coef": 0.5,
+        "algorithm.estimator_options": {"gae_lambda": 0.9},
+        "algorithm.minibatches": 2,
+    }
+    run = tmp_path / "run"
+    Trainer(parse_config({}, tiny_overrides(run, **critic))).run()
+    rl = [m for m in read_jsonl(run / "metrics.jsonl") if m["phase"] == "rl"]
+    assert all(math.isfinite(m["loss/value"]) and "value/mean" in m for m in rl)
+    assert rl[0]["value/mean"] == 0.0  # the head starts at zero
+    assert rl[-1]["value/mean"] != 0.0
+    state = torch.load(run / "checkpoints" / "step_000002" / "trainer_state.pt", weights_only=False)
+    assert state["value_head"]["weight"].abs().sum() > 0
+
+    shutil.rmtree(run / "checkpoints" / "step_000003")
+    Trainer(parse_config({}, tiny_overrides(run, **critic)), resume=True).run()
+    again = [without_timing(m) for m in read_jsonl(run / "metrics.jsonl") if m["phase"] == "rl"]
+    assert [m["step"] for m in again] == [1, 2, 3]
+    assert again[2] == without_timing(rl[2])
+
+    shutil.rmtree(run / "checkpoints" / "step_000003")
+    with pytest.raises(TrainError, match=r"with a critic; resume with algorithm\.value_coef > 0"):
+        Trainer(parse_config({}, tiny_overrides(run, **{"train.steps": 3})), resume=True).run()

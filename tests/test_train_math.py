@@ -6,6 +6,7 @@ Hand-computed examples pin each equation; hypothesis properties pin what must ho
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import statistics
@@ -32,6 +33,7 @@ from palaestra.train.advantages import (
     flow_grpo,
     get_estimator,
     grpo,
+    lambda_returns,
     mars,
     register_estimator,
     reinforce,
@@ -293,6 +295,37 @@ def test_mars_center_per_player_hand_computed() -> None:
     assert mars(batch, center_per_player=True) == [approx([0.0, -r]), approx([0.0, r])]
 
 
+def test_lambda_returns_hand_computed() -> None:
+    rewards, values = np.array([0.0, 0.0, 1.0]), np.array([0.5, 0.2, 0.8])
+    # deltas: 0 + 0.2 - 0.5 = -0.3, 0 + 0.8 - 0.2 = 0.6, 1 + 0 - 0.8 = 0.2
+    advantages, targets = lambda_returns(rewards, values, 0.5)
+    assert advantages.tolist() == approx([-0.3 + 0.5 * 0.6 + 0.25 * 0.2, 0.6 + 0.5 * 0.2, 0.2])
+    assert targets.tolist() == approx((advantages + values).tolist())
+    # λ = 1: the return against the baseline; λ = 0: the one-step TD error.
+    assert lambda_returns(rewards, values, 1.0)[0].tolist() == approx([0.5, 0.8, 0.2])
+    assert lambda_returns(rewards, values, 0.0)[0].tolist() == approx([-0.3, 0.6, 0.2])
+    with pytest.raises(ValueError, match="3 rewards but 2 values"):
+        lambda_returns(rewards, values[:2], 0.5)
+
+
+def test_mars_gae_hand_computed() -> None:
+    def with_values(rewards: list[float], values: list[float], role: str = "p0") -> Trajectory:
+        return Trajectory(game="g", role=role, turn_rewards=rewards, group=("g", 0), values=values)
+
+    # λ = 0: TD errors [0 + 0.5 - 0.5, 1 - 0.5] = [0, 0.5] and [0 + 0 - 0.5, -1 - 0] = [-0.5, -1];
+    # pool [0, 0.5, -0.5, -1]: mean -0.25, std sqrt(0.3125).
+    batch = [with_values([0.0, 1.0], [0.5, 0.5]), with_values([0.0, -1.0], [0.5, 0.0])]
+    s = math.sqrt(0.3125)
+    assert mars(batch, gae_lambda=0.0) == [approx([0.25 / s, 0.75 / s]), approx([-0.25 / s, -0.75 / s])]
+    # The missed win (turn 0 of the second game, whose critic expected 0.5) is the one blamed.
+    with pytest.raises(ValueError, match="0 critic values for 2 turns"):
+        mars([traj([0.0, 1.0])], gae_lambda=0.5)
+    with pytest.raises(ValueError, match="alternatives"):
+        mars(batch, gae_lambda=0.5, center_per_player=True)
+    with pytest.raises(ValueError, match=r"gae_lambda must be in \[0, 1\]"):
+        mars(batch, gae_lambda=1.5)
+
+
 def test_grpo_hand_computed() -> None:
     batch = [
         traj([0.5, 0.5], seed=1),  # group (g, 1), p0: totals 1, 3 -> -1, +1
@@ -406,6 +439,26 @@ def test_mars_degenerate_pools_are_exactly_zero(batch: list[Trajectory]) -> None
     for key, values in returns.items():
         if values and statistics.pstdev(values) <= EPS:
             assert pools[key] == [0.0] * len(values)
+
+
+@given(batches)
+def test_mars_gae_with_a_zero_critic_and_lambda_one_is_plain_mars(batch: list[Trajectory]) -> None:
+    zero_critic = [dataclasses.replace(t, values=[0.0] * t.num_turns) for t in batch]
+    assert mars(zero_critic, gae_lambda=1.0) == [approx(a, abs=1e-9) for a in mars(batch)]
+
+
+@given(batches, st.floats(0.0, 1.0), st.integers(-8, 8).map(lambda n: n * 0.25))
+def test_lambda_returns_are_the_critic_plus_the_advantage_and_exact_for_a_perfect_critic(
+    batch: list[Trajectory], lam: float, offset: float
+) -> None:
+    for t in batch:
+        rewards = np.array(t.turn_rewards, dtype=np.float64)
+        perfect = returns_to_go(rewards)  # deterministic returns: V = R makes every δ zero
+        advantages, targets = lambda_returns(rewards, perfect, lam)
+        assert advantages.tolist() == approx([0.0] * t.num_turns, abs=1e-9)
+        shifted = perfect + offset
+        advantages, targets = lambda_returns(rewards, shifted, lam)
+        assert targets.tolist() == approx((advantages + shifted).tolist(), abs=1e-9)
 
 
 single_turns = st.lists(

@@ -21,7 +21,7 @@ policy decides what happens.
 
 Spec syntax (what follows `llm:`): `MODEL[?key=value&key=value]`, with MODEL one of `tiny`,
 `hf:PATH`, `openai:MODEL@BASE_URL`, `mock`, and keys `temperature`, `top_p`, `max_new_tokens`,
-`seed`, `template` (`auto`|`mars`|`compact`|`board`), `memory` (`auto`|`session`|`turn`), and for
+`seed`, `template` (`auto`|`mars`|`compact`|`board`|`seat_first`), `memory` (`auto`|`session`|`turn`), and for
 opponents `legal_retries` (resample an illegal answer) or `legal_only=true` (decode only legal
 answers; local engines). E.g. `llm:tiny?temperature=0.6&max_new_tokens=8`.
 The keyword form `llm:model=tiny,temperature=0.6` is accepted too.
@@ -146,11 +146,18 @@ class CompactTemplate:
     With `show_legal=False` (the `board` template) the `Legal:` line is left out when every legal
     action is a cell of the state's grid (a free tic-tac-toe cell shows its number), where the
     list only doubles the prompt a character-level model reads; otherwise it is still shown.
+
+    With `seat_first=True` (the `seat_first` template) the state's lines that are not grid rows
+    (`You are X.`) come before the grid: `You are X.\nX23\n4O6\n789`. A causal model then knows
+    whose turn it is while it reads each cell, so a cell can be read as "mine" or "theirs" where
+    it stands; with the seat last, only the answer position can relate the board to the seat
+    (measured on the main job: issue #4's notes and docs/benchmarks.md).
     """
 
-    def __init__(self, *, show_legal: bool = True, name: str = "compact") -> None:
+    def __init__(self, *, show_legal: bool = True, name: str = "compact", seat_first: bool = False) -> None:
         self.show_legal = show_legal
         self.name = name
+        self.seat_first = seat_first
 
     def render(self, view: AgentView) -> list[Message]:
         return [Message(role="user", content=self.prompt_text(view))]
@@ -172,7 +179,13 @@ class CompactTemplate:
         if view.legal_actions is not None and (self.show_legal or not _shows_every(rows, view.legal_actions)):
             lines.append("Legal: " + ",".join(view.legal_actions))
         if latest is not None:
-            lines.extend(_compact_row(line) for line in rows)
+            compacted = [_compact_row(line) for line in rows]
+            if self.seat_first:
+                is_grid = [bool(_CELL_BAR.search(line)) for line in rows]
+                compacted = [line for line, grid in zip(compacted, is_grid, strict=True) if not grid] + [
+                    line for line, grid in zip(compacted, is_grid, strict=True) if grid
+                ]
+            lines.extend(compacted)
         else:
             lines.extend(m.content for m in view.messages if m.role != "system" and m.content)
         return "\n".join(lines)
@@ -198,6 +211,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
     "mars": MarsTemplate(),
     "compact": CompactTemplate(),
     "board": CompactTemplate(show_legal=False, name="board"),
+    "seat_first": CompactTemplate(show_legal=False, name="seat_first", seat_first=True),
 }
 
 

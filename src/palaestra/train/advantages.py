@@ -6,7 +6,8 @@ Each estimator is a pure function
 
 returning, for each trajectory in order, one advantage per turn; every token of turn k then gets
 that turn's advantage (`TokenRow.per_token`). They read only `game`, `role`, `group`,
-`turn_rewards` and (for `flow_grpo`) `final_return`. Register more with `@register_estimator`.
+`turn_rewards`, (for `flow_grpo`) `final_return` and (for `mars` with `gae_lambda`) `values`.
+Register more with `@register_estimator`.
 
 Conventions shared by all of them:
 - "std" is the population standard deviation (ddof = 0), so a normalized pool has std exactly 1.
@@ -16,7 +17,8 @@ Conventions shared by all of them:
 - A trajectory with no turns gets `[]` and takes no part in any statistic.
 
 Estimators (equations in each docstring; REFERENCES.md §1-2):
-- `mars`: turn-level returns, normalized per (game, role) over the batch.
+- `mars`: turn-level returns, normalized per (game, role) over the batch; with `gae_lambda`,
+  generalized advantages against a critic's values instead of raw returns.
 - `grpo`: trajectory reward, normalized within (same-seed group, role), broadcast to every turn.
 - `reinforce`: trajectory reward minus the batch mean of its (game, role), broadcast.
 - `flow_grpo`: the episode's final return, normalized within (group, role), broadcast.
@@ -97,6 +99,45 @@ def returns_to_go(rewards: np.ndarray) -> np.ndarray:
     return np.cumsum(rewards[::-1])[::-1].copy()
 
 
+def lambda_returns(
+    rewards: np.ndarray, values: np.ndarray, gae_lambda: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalized advantage estimates and λ-returns of one trajectory (γ = 1).
+
+        δ_k = r_k + V_{k+1} − V_k          (V_K = 0: nothing follows the last turn)
+        A_k = Σ_{j ≥ 0} λ^j δ_{k+j}
+        G_k = A_k + V_k                    (the critic's regression target)
+
+    λ = 1 gives A_k = R_k − V_k (the Monte-Carlo return against the critic's baseline); λ = 0 the
+    one-step TD error. Returns (A, G), both as long as `rewards`.
+    """
+    if rewards.shape != values.shape:
+        raise ValueError(f"{rewards.size} rewards but {values.size} values")
+    following = np.append(values[1:], 0.0)
+    deltas = rewards + following - values
+    advantages = np.zeros_like(deltas)
+    running = 0.0
+    for k in range(deltas.size - 1, -1, -1):
+        running = deltas[k] + gae_lambda * running
+        advantages[k] = running
+    return advantages, advantages + values
+
+
+def _values(trajectory: Trajectory, index: int) -> np.ndarray:
+    values = np.asarray(trajectory.values, dtype=np.float64)
+    if values.size != trajectory.num_turns:
+        raise ValueError(
+            f"trajectory {index} (episode {trajectory.episode_id!r}, {trajectory.role}) has "
+            f"{values.size} critic values for {trajectory.num_turns} turns; gae_lambda needs one "
+            "per turn (set algorithm.value_coef > 0 so the trainer's critic fills them)"
+        )
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"trajectory {index} (episode {trajectory.episode_id!r}) has a non-finite critic value"
+        )
+    return values
+
+
 def _pool_stats(
     values: Sequence[np.ndarray], keys: Sequence[Hashable]
 ) -> dict[Hashable, tuple[float, float]]:
@@ -156,7 +197,11 @@ def _check_eps(eps: float) -> None:
 # ----- estimators --------------------------------------------------------------------------------
 @register_estimator("mars")
 def mars(
-    trajectories: Sequence[Trajectory], *, center_per_player: bool = False, eps: float = EPS
+    trajectories: Sequence[Trajectory],
+    *,
+    center_per_player: bool = False,
+    gae_lambda: float | None = None,
+    eps: float = EPS,
 ) -> list[list[float]]:
     """MARS: turn-level advantage with agent-specific normalization.
 
@@ -188,10 +233,31 @@ def mars(
 
     For trajectories of one turn each, both variants equal the per-(game, role) z-score of the
     turn rewards.
+
+    `gae_lambda=λ` (an extension, not in the paper) replaces the return by the generalized
+    advantage against a learned critic's values V(s_k) (`Trajectory.values`, filled by the
+    trainer when `algorithm.value_coef > 0`), then normalizes per (game, role) as above:
+
+        δ_k = r_k + V_{k+1} − V_k ,   Â_k = Σ_j λ^j δ_{k+j} ,   A_k = (Â_k − mean_{g,ρ} Â) / std_{g,ρ} Â
+
+    A move is then judged by how much better its outcome was than the critic expected from its
+    position, not by how the whole game ended: a missed win followed by a lucky win no longer
+    counts as good. It replaces `center_per_player` (the critic already expects the bonuses
+    still to come), so the two cannot be combined.
     """
     _check_eps(eps)
     rewards = [_rewards(t, i) for i, t in enumerate(trajectories)]
     keys = [(t.game, t.role) for t in trajectories]
+    if gae_lambda is not None:
+        if not (0.0 <= gae_lambda <= 1.0):
+            raise ValueError(f"gae_lambda must be in [0, 1], got {gae_lambda!r}")
+        if center_per_player:
+            raise ValueError("mars: center_per_player and gae_lambda are alternatives; set one")
+        estimates = [
+            lambda_returns(r, _values(t, i), gae_lambda)[0]
+            for i, (r, t) in enumerate(zip(rewards, trajectories, strict=True))
+        ]
+        return [a.tolist() for a in _normalize(estimates, keys, eps=eps)]
     if center_per_player:
         rewards = _normalize(rewards, keys, eps=eps, divide_by_std=False)
     returns = [returns_to_go(r) for r in rewards]

@@ -7,6 +7,7 @@ errors name the offending key in one line.
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -31,8 +32,9 @@ class ModelSection(_Section):
         lora: train LoRA adapters (peft) instead of all weights; `lora_rank`, `lora_alpha`.
         device: `auto` (CUDA when present), `cpu` or `cuda`.
         template: the prompt template the policy plays, learns and is evaluated with: `auto` (the
-            model's own: `compact` for the tiny model), `compact`, `board` or `mars`. Recorded in
-            the checkpoints and the final model, so `llm:hf:RUN/final` plays with it too.
+            model's own: `compact` for the tiny model), `compact`, `board`, `seat_first` or
+            `mars`. Recorded in the checkpoints and the final model, so `llm:hf:RUN/final` plays
+            with it too.
     """
 
     init: str = "tiny"
@@ -45,7 +47,7 @@ class ModelSection(_Section):
     lora_rank: int = Field(default=8, ge=1)
     lora_alpha: float = 16.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    template: Literal["auto", "compact", "board", "mars"] = "auto"
+    template: Literal["auto", "compact", "board", "seat_first", "mars"] = "auto"
 
 
 class SFTSection(_Section):
@@ -149,6 +151,12 @@ class AlgorithmSection(_Section):
         aggregation: `token-mean` or `sequence-mean`.
         lr, lr_schedule, warmup_steps, weight_decay, grad_clip: the optimizer.
         epochs, minibatches: passes and splits over each step's batch.
+        value_coef: weight of the critic's loss; > 0 adds a critic, a value head (one linear
+            layer) on the policy's hidden state where each turn's answer is chosen, trained to the
+            turns' λ-returns (Huber loss, δ = 1) with the policy in the same update. Its
+            values fill `Trajectory.values`, which `mars` with `gae_lambda` reads.
+        value_lr: the value head's learning rate (default: `lr`), on the same schedule. A head
+            that starts at zero and moves at a small policy rate lags the returns for many steps.
     """
 
     estimator: str = "mars"
@@ -165,6 +173,8 @@ class AlgorithmSection(_Section):
     grad_clip: float = Field(default=1.0, gt=0)
     epochs: int = Field(default=1, ge=1)
     minibatches: int = Field(default=1, ge=1)
+    value_coef: float = Field(default=0.0, ge=0)
+    value_lr: float | None = Field(default=None, gt=0)
 
 
 class EvalSection(_Section):
@@ -225,6 +235,10 @@ class TrainConfig(_Section):
         if self.algorithm.estimator not in ESTIMATORS:
             known = ", ".join(sorted(ESTIMATORS))
             raise ValueError(f"algorithm.estimator {self.algorithm.estimator!r} is unknown; known: {known}")
+        if "gae_lambda" in self.algorithm.estimator_options and self.algorithm.value_coef <= 0:
+            raise ValueError(
+                "algorithm.estimator_options.gae_lambda needs a critic: set algorithm.value_coef > 0"
+            )
         return self
 
     @model_validator(mode="after")
@@ -259,14 +273,21 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def parse_config(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Validate a config dict; `overrides` maps dotted keys (`train.steps`) to values."""
-    merged = {section: dict(values) for section, values in data.items() if isinstance(values, dict)}
-    merged.update({key: value for key, value in data.items() if not isinstance(value, dict)})
+    """Validate a config dict; `overrides` maps dotted keys (`train.steps`, or deeper into a
+    table such as `algorithm.estimator_options.gae_lambda`) to values."""
+    merged = copy.deepcopy(data)
     for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
-        if not key:
+        parts = dotted.split(".")
+        if len(parts) < 2 or not all(parts):
             raise ConfigError(f"override {dotted!r} must look like section.key")
-        merged.setdefault(section, {})[key] = value
+        table = merged
+        for depth, part in enumerate(parts[:-1]):
+            inner = table.setdefault(part, {})
+            if not isinstance(inner, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override {dotted!r}: {where} is a value, not a table")
+            table = inner
+        table[parts[-1]] = value
     try:
         return TrainConfig.model_validate(merged)
     except ValidationError as exc:

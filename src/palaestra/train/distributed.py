@@ -36,14 +36,19 @@ from palaestra.train.forward import TokenLogprobs, TrainBatch, TrainRow, token_l
 
 
 class PolicyScorer(torch.nn.Module):
-    """The policy with `token_logprobs` as its forward: what DDP and FSDP wrap."""
+    """The policy (and its value head, if any) with `token_logprobs` as its forward: what DDP and
+    FSDP wrap."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, value_head: torch.nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
+        self.value_head = value_head
 
-    def forward(self, batch: TrainBatch, with_entropy: bool = False) -> TokenLogprobs:
-        return token_logprobs(self.model, batch, with_entropy=with_entropy)
+    def forward(
+        self, batch: TrainBatch, with_entropy: bool = False, with_values: bool = False
+    ) -> TokenLogprobs:
+        head = self.value_head if with_values else None
+        return token_logprobs(self.model, batch, with_entropy=with_entropy, value_head=head)
 
 
 def dummy_row() -> TrainRow:
@@ -78,16 +83,25 @@ class Distributed:
         """The device this process's model lives on (`cuda:LOCAL_RANK` for several GPU processes)."""
         return configured
 
-    def prepare(self, model: Any, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
-        """The scorer to call for log-probs with gradient, and the optimizer to step."""
+    value_head: torch.nn.Module | None = None
+
+    def prepare(
+        self, model: Any, optimizer: torch.optim.Optimizer, value_head: torch.nn.Module | None = None
+    ) -> tuple[Any, Any]:
+        """The scorer to call for log-probs with gradient, and the optimizer to step (which must
+        already hold `value_head`'s parameters, if there is one)."""
+        self.value_head = value_head
         return model, optimizer
 
     def prepare_optimizer(self, optimizer: torch.optim.Optimizer) -> Any:
         return optimizer
 
-    def score(self, scorer: Any, batch: TrainBatch, *, with_entropy: bool = False) -> TokenLogprobs:
-        """Log-probs with gradient through what `prepare` returned."""
-        return token_logprobs(scorer, batch, with_entropy=with_entropy)
+    def score(
+        self, scorer: Any, batch: TrainBatch, *, with_entropy: bool = False, with_values: bool = False
+    ) -> TokenLogprobs:
+        """Log-probs (and the value head's values) with gradient through what `prepare` returned."""
+        head = self.value_head if with_values else None
+        return token_logprobs(scorer, batch, with_entropy=with_entropy, value_head=head)
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -138,15 +152,19 @@ class AccelerateDistributed(Distributed):
             return "cpu"
         return str(self.accelerator.device)
 
-    def prepare(self, model: Any, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
-        scorer, prepared = self.accelerator.prepare(PolicyScorer(model), optimizer)
+    def prepare(
+        self, model: Any, optimizer: torch.optim.Optimizer, value_head: torch.nn.Module | None = None
+    ) -> tuple[Any, Any]:
+        scorer, prepared = self.accelerator.prepare(PolicyScorer(model, value_head), optimizer)
         return scorer, prepared
 
     def prepare_optimizer(self, optimizer: torch.optim.Optimizer) -> Any:
         return self.accelerator.prepare(optimizer)
 
-    def score(self, scorer: Any, batch: TrainBatch, *, with_entropy: bool = False) -> TokenLogprobs:
-        return scorer(batch, with_entropy=with_entropy)  # type: ignore[no-any-return]
+    def score(
+        self, scorer: Any, batch: TrainBatch, *, with_entropy: bool = False, with_values: bool = False
+    ) -> TokenLogprobs:
+        return scorer(batch, with_entropy=with_entropy, with_values=with_values)  # type: ignore[no-any-return]
 
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)

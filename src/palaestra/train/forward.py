@@ -238,7 +238,8 @@ class TokenLogprobs:
 
     Entry i belongs to row `row_index[i]` at token position `positions[i]`; rows come in the order
     given, positions ascending. `entropy` is the entropy of the (temperature-scaled) next-token
-    distribution the target was scored under, when asked for.
+    distribution the target was scored under, when asked for; `values` a value head's output on
+    the hidden state that scored the target (the state the token was chosen in), when one is given.
     """
 
     logprobs: torch.Tensor  # [targets]
@@ -247,6 +248,7 @@ class TokenLogprobs:
     positions: torch.Tensor  # [targets] long, on the model's device
     row_offsets: torch.Tensor  # [rows + 1] long, on the CPU
     row_lengths: tuple[int, ...]
+    values: torch.Tensor | None = None  # [targets]: a value head on the scoring hidden states
 
     def _split(self, values: torch.Tensor) -> list[torch.Tensor]:
         import torch
@@ -600,13 +602,16 @@ def token_logprobs(
     *,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    value_head: Any = None,
 ) -> TokenLogprobs:
     """Log-probs of every loss-mask token of `batch` under `model`, differentiable.
 
     `model` is a transformers causal LM (anything with `get_decoder()` returning the backbone and
     `get_output_embeddings()` the LM head). `batch` is a planned `TrainBatch` or rows to plan now.
     Logits are divided by `temperature` before the softmax, as when sampling. `with_entropy` adds the
-    entropy of each scored next-token distribution (differentiable too).
+    entropy of each scored next-token distribution (differentiable too). `value_head` (a module
+    mapping a hidden state to one number, e.g. `torch.nn.Linear(hidden_size, 1)`) adds its output
+    at every target's scoring position (`TokenLogprobs.values`): a critic sharing the policy's trunk.
 
     Gradients flow when autograd is on; wrap the call in `torch.inference_mode()` for old or
     reference log-probs. The model's train/eval mode is left as it is.
@@ -664,7 +669,13 @@ def token_logprobs(
         # Still attached to the graph, so `loss.backward()` on an all-masked batch gives zero gradients.
         empty = head.weight.reshape(-1)[:0]
         return TokenLogprobs(
-            empty, empty if with_entropy else None, row_index, positions, row_offsets, lengths
+            empty,
+            empty if with_entropy else None,
+            row_index,
+            positions,
+            row_offsets,
+            lengths,
+            empty if value_head is not None else None,
         )
 
     hidden = torch.cat(hidden_parts)
@@ -683,7 +694,10 @@ def token_logprobs(
     entropy = None
     if with_entropy:
         entropy = -(log_distribution.exp() * log_distribution).sum(-1).index_select(0, output_index)
-    return TokenLogprobs(logprobs, entropy, row_index, positions, row_offsets, lengths)
+    values = None
+    if value_head is not None:
+        values = value_head(hidden.float()).squeeze(-1).index_select(0, output_index)
+    return TokenLogprobs(logprobs, entropy, row_index, positions, row_offsets, lengths, values)
 
 
 def naive_token_logprobs(

@@ -134,6 +134,9 @@ class Trajectory:
         context_starts: per turn, whether the model's context began afresh at that turn
             (`Generation.session_turn == 0`), e.g. agents that see only the latest state. Empty
             means one context for the whole trajectory.
+        values: per turn, a critic's estimate V(s_k) of the return from turn k on, when the
+            trainer has a critic (`algorithm.value_coef > 0`); empty otherwise. Estimators that
+            bootstrap from it (`mars` with `gae_lambda`) read it.
     """
 
     game: str
@@ -147,6 +150,7 @@ class Trajectory:
     logprobs: list[list[float] | None] = field(default_factory=list)
     loss_mask: list[list[int]] = field(default_factory=list)
     context_starts: list[bool] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
 
     @property
     def outcome(self) -> float:

@@ -8,7 +8,9 @@ One RL step, top to bottom (`Trainer._rl_step`):
 2. **Turn rewards** from the records (`rewards.turn_rewards`: the env's reward, +valid-action
    bonus, draw value, the env's MARS penalty), one per turn of each policy trajectory.
 3. **Advantages** per turn by the configured estimator (`mars`: turn returns normalized per game
-   and per seat), spread onto every sampled token of the turn.
+   and per seat), spread onto every sampled token of the turn. With a critic
+   (`algorithm.value_coef > 0`) a value head on the policy's trunk first estimates each turn's
+   value, which `mars` with `gae_lambda` uses as its baseline; the head trains in the update.
 4. **PPO update**: log-probs recomputed under the training model (`forward.token_logprobs`),
    clipped surrogate with dual clip, optional k3 KL to the start policy and entropy bonus;
    gradient clipping; one optimizer step per minibatch. The rollout's log-probs are compared with
@@ -30,6 +32,7 @@ gradients are averaged across processes (`train.distributed`); only the main pro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import random
@@ -45,7 +48,7 @@ import torch
 
 from palaestra.core.records import Episode
 from palaestra.core.registry import make
-from palaestra.train.advantages import compute_advantages
+from palaestra.train.advantages import compute_advantages, lambda_returns
 from palaestra.train.checkpoint import (
     latest_checkpoint,
     load_state,
@@ -206,13 +209,24 @@ class Trainer:
             self.reference = copy.deepcopy(self.policy).eval()
             for parameter in self.reference.parameters():
                 parameter.requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(
-            [p for p in self.policy.parameters() if p.requires_grad],
-            lr=self.config.algorithm.lr,
-            weight_decay=self.config.algorithm.weight_decay,
-        )
+        self.value_head: torch.nn.Linear | None = None
+        if self.config.algorithm.value_coef > 0:
+            # It reads the hidden state the LM head reads; zero at first, so the first step's
+            # baseline is 0 and nothing but the head's own loss moves it.
+            width = int(self.policy.get_output_embeddings().weight.shape[1])
+            self.value_head = torch.nn.Linear(width, 1).to(self.policy.get_output_embeddings().weight.device)
+            torch.nn.init.zeros_(self.value_head.weight)
+            torch.nn.init.zeros_(self.value_head.bias)
+        algorithm = self.config.algorithm
+        groups: list[dict[str, Any]] = [
+            {"params": [p for p in self.policy.parameters() if p.requires_grad], "base_lr": algorithm.lr}
+        ]
+        if self.value_head is not None:
+            value_lr = algorithm.lr if algorithm.value_lr is None else algorithm.value_lr
+            groups.append({"params": list(self.value_head.parameters()), "lr": value_lr, "base_lr": value_lr})
+        self.optimizer = torch.optim.AdamW(groups, lr=algorithm.lr, weight_decay=algorithm.weight_decay)
         # Alone, `scorer` is the policy itself; under accelerate, the DDP/FSDP-wrapped scoring module.
-        self.scorer, self.optimizer = self.dist.prepare(self.policy, self.optimizer)
+        self.scorer, self.optimizer = self.dist.prepare(self.policy, self.optimizer, self.value_head)
         self.league = League(self.config.rollout.league_size, self.config.rollout.first_snapshot_share)
         if self.config.rollout.executor != "local":
             from palaestra.rollout.ray_training import RayRollouts
@@ -223,6 +237,12 @@ class Trainer:
             self.remote = RayRollouts(
                 self.config.rollout.executor, folder, backend=self.config.rollout.worker_engine, **options
             )
+
+    def _trained_parameters(self) -> list[torch.nn.Parameter]:
+        parameters = [p for p in self.policy.parameters() if p.requires_grad]
+        if self.value_head is not None:
+            parameters += list(self.value_head.parameters())
+        return parameters
 
     def _wrap_lora(self) -> None:
         try:
@@ -346,12 +366,20 @@ class Trainer:
                     self.rng.shuffle(fresh)
                     order += fresh
                 chunk, order = order[: sft.batch_rows], order[sft.batch_rows :]
-                scored = self.dist.score(self.scorer, TrainBatch.from_rows([rows[i] for i in chunk]))
+                # The critic's head (if any) takes part at weight 0: under DDP every parameter must
+                # meet the gradient all-reduce in each backward pass.
+                scored = self.dist.score(
+                    self.scorer,
+                    TrainBatch.from_rows([rows[i] for i in chunk]),
+                    with_values=self.value_head is not None,
+                )
                 normalizer = self.dist.normalizer(scored.logprobs.numel())
                 if normalizer is None:
                     loss = -scored.logprobs.mean()
                 else:  # several processes: their losses add up to the mean over all their tokens
                     loss = -scored.logprobs.sum() / normalizer
+                if scored.values is not None:
+                    loss = loss + scored.values.sum() * 0.0
                 optimizer.zero_grad(set_to_none=True)
                 self.dist.backward(loss)
                 self.dist.clip_grad_norm_(self.policy.parameters(), self.config.algorithm.grad_clip)
@@ -514,14 +542,30 @@ class Trainer:
 
         batch = trajectories_from_episodes(episodes, players=is_policy, config=self.config.rewards)
         trajectories = batch.trajectories
+        update_started = time.perf_counter()
+        critic_stats: dict[str, float] = {}
+        value_targets: list[list[float]] | None = None
+        if self.value_head is not None:
+            trajectories = self._estimate_values(trajectories)
+            all_values = [v for t in trajectories for v in t.values]
+            critic_stats = {"value/mean": float(np.mean(all_values))} if all_values else {}
+            lam = float(algorithm.estimator_options.get("gae_lambda", 1.0))
+            value_targets = [
+                lambda_returns(
+                    np.asarray(t.turn_rewards, dtype=np.float64), np.asarray(t.values, dtype=np.float64), lam
+                )[1].tolist()
+                for t in trajectories
+            ]
+            critic_stats.update(_explained_variance(trajectories, value_targets))
+            critic_stats["critic_s"] = time.perf_counter() - update_started
         advantages = compute_advantages(trajectories, algorithm.estimator, **algorithm.estimator_options)
 
-        update_started = time.perf_counter()
         if overlap:
             # In a thread, so the event loop keeps streaming the next step's episodes meanwhile.
-            update_stats = await asyncio.to_thread(self._update, trajectories, advantages)
+            update_stats = await asyncio.to_thread(self._update, trajectories, advantages, value_targets)
         else:
-            update_stats = self._update(trajectories, advantages)
+            update_stats = self._update(trajectories, advantages, value_targets)
+        update_stats.update(critic_stats)
         self.engine.drop_caches()
         if self.remote is not None:
             # Broadcast after each update; with overlapping rollouts the workers swap the new
@@ -573,14 +617,58 @@ class Trainer:
             "weight_lag_max": max(lags, default=0),
         }
 
+    def _estimate_values(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+        """The trajectories with `values` filled by the critic's V(s_k), one per turn: the value
+        head on the hidden state that chose the turn's first answer token (one forward pass, no
+        gradient)."""
+        assert self.value_head is not None
+        rows: list[TrainRow] = []
+        owners: list[tuple[int, list[int]]] = []  # per row: its trajectory and each target's turn
+        for number, trajectory in enumerate(trajectories):
+            for row in trajectory.token_rows():
+                if any(row.loss_mask):
+                    rows.append(
+                        TrainRow(tuple(row.input_ids), tuple(row.loss_mask), prefix_group=_prompt_key(row))
+                    )
+                    owners.append(
+                        (number, [row.turn_index[i] for i, flag in enumerate(row.loss_mask) if flag])
+                    )
+        values = [[math.nan] * t.num_turns for t in trajectories]
+        if rows:
+            with torch.inference_mode():
+                scored = token_logprobs(self.policy, TrainBatch.from_rows(rows), value_head=self.value_head)
+            assert scored.values is not None
+            offsets = scored.row_offsets.tolist()
+            flat = scored.values.float().cpu().tolist()
+            for row_number, (number, turns) in enumerate(owners):
+                for j, turn in enumerate(turns):
+                    if math.isnan(values[number][turn]):  # the turn's first answer token
+                        values[number][turn] = flat[offsets[row_number] + j]
+        for per_turn in values:
+            # A turn without a trainable token has no choosing state; it passes on the value of
+            # the turn after it (0 after the last), so it adds nothing to bootstrapped estimates.
+            following = 0.0
+            for k in range(len(per_turn) - 1, -1, -1):
+                if math.isnan(per_turn[k]):
+                    per_turn[k] = following
+                following = per_turn[k]
+        return [dataclasses.replace(t, values=v) for t, v in zip(trajectories, values, strict=True)]
+
     def _update(
-        self, trajectories: Sequence[Trajectory], advantages: Sequence[Sequence[float]]
+        self,
+        trajectories: Sequence[Trajectory],
+        advantages: Sequence[Sequence[float]],
+        value_targets: Sequence[Sequence[float]] | None = None,
     ) -> dict[str, Any]:
         algorithm = self.config.algorithm
         rows: list[TrainRow] = []
         row_advantages: list[list[float]] = []
         row_rollout_logprobs: list[list[float] | None] = []
-        for trajectory, per_turn in zip(trajectories, advantages, strict=True):
+        # Per row: which of its targets choose a turn (the first of each turn), and that turn's
+        # λ-return, which the value head regresses onto.
+        row_value_slots: list[list[int]] = []
+        row_value_targets: list[list[float]] = []
+        for number, (trajectory, per_turn) in enumerate(zip(trajectories, advantages, strict=True)):
             for row in trajectory.token_rows():
                 if not any(row.loss_mask):
                     continue
@@ -592,9 +680,21 @@ class Trainer:
                 row_rollout_logprobs.append(
                     None if row.rollout_logprobs is None else [row.rollout_logprobs[i] for i in targets]
                 )
+                if value_targets is not None:
+                    slots: list[int] = []
+                    goals: list[float] = []
+                    seen: set[int] = set()
+                    for slot, position in enumerate(targets):
+                        turn = row.turn_index[position]
+                        if turn not in seen:
+                            seen.add(turn)
+                            slots.append(slot)
+                            goals.append(float(value_targets[number][turn]))
+                    row_value_slots.append(slots)
+                    row_value_targets.append(goals)
         factor = _lr_factor(algorithm.lr_schedule, self.step, self.config.train.steps, algorithm.warmup_steps)
         for group in self.optimizer.param_groups:
-            group["lr"] = algorithm.lr * factor
+            group["lr"] = group.get("base_lr", algorithm.lr) * factor
         # Several processes update together or not at all (each backward pass meets the others').
         if not (self.dist.sum(len(rows)) if self.dist.active else rows):
             return {"rows": 0}
@@ -637,8 +737,12 @@ class Trainer:
                     # A process whose minibatch came out empty scores a dummy row at weight 0:
                     # its backward pass must still meet the others' in the gradient all-reduce.
                     chunk_rows = [rows[i] for i in chunk] or [dummy_row()]
+                    with_values = value_targets is not None
                     scored = self.dist.score(
-                        self.scorer, TrainBatch.from_rows(chunk_rows), with_entropy=algorithm.entropy_coef > 0
+                        self.scorer,
+                        TrainBatch.from_rows(chunk_rows),
+                        with_entropy=algorithm.entropy_coef > 0,
+                        with_values=with_values,
                     )
                     logprobs = scored.logprobs
                     advantages_flat = torch.tensor(
@@ -677,11 +781,21 @@ class Trainer:
                         normalizer=normalizer,
                         segment_ids=scored.row_index,
                     )
+                    if with_values and chunk:
+                        assert scored.values is not None
+                        value_loss = self._value_loss(
+                            scored.values, chunk, row_advantages, row_value_slots, row_value_targets
+                        )
+                        loss = loss + algorithm.value_coef * value_loss
+                        stats["value"] = float(value_loss.detach())
+                    elif with_values:  # a dummy pass: the value head still meets the all-reduce
+                        assert scored.values is not None
+                        loss = loss + scored.values.sum() * 0.0
                     if not chunk:
                         loss = loss * 0.0
                     self.optimizer.zero_grad(set_to_none=True)
                     self.dist.backward(loss)
-                    norm = self.dist.clip_grad_norm_(self.policy.parameters(), algorithm.grad_clip)
+                    norm = self.dist.clip_grad_norm_(self._trained_parameters(), algorithm.grad_clip)
                     grad_norms.append(float(norm))
                     self.optimizer.step()
                     if not chunk:
@@ -699,6 +813,28 @@ class Trainer:
             **averaged,
             **ratio_check,
         }
+
+    @staticmethod
+    def _value_loss(
+        values: torch.Tensor,
+        chunk: Sequence[int],
+        row_targets: Sequence[Sequence[float]],
+        row_value_slots: Sequence[Sequence[int]],
+        row_value_targets: Sequence[Sequence[float]],
+    ) -> torch.Tensor:
+        """The Huber loss (δ = 1) of the value head at each turn's choosing state in `chunk`: ½ x²
+        near the target, |x| − ½ beyond, so a rare large return (an illegal move's −11) cannot
+        swamp the trunk the policy shares."""
+        indices: list[int] = []
+        goals: list[float] = []
+        offset = 0
+        for i in chunk:
+            indices += [offset + slot for slot in row_value_slots[i]]
+            goals += row_value_targets[i]
+            offset += len(row_targets[i])
+        predicted = values.index_select(0, torch.tensor(indices, device=values.device))
+        goal = torch.tensor(goals, dtype=predicted.dtype, device=predicted.device)
+        return torch.nn.functional.huber_loss(predicted, goal, delta=1.0)
 
     def _ratio_check(
         self, logprobs: torch.Tensor, chunk: Sequence[int], rollout: Sequence[list[float] | None]
@@ -757,6 +893,7 @@ class Trainer:
             "rng": rng_state(),
             "trainer_rng": self.rng.getstate(),
             "league": self.league.state(),
+            "value_head": None if self.value_head is None else self.value_head.state_dict(),
             "elapsed_s": time.perf_counter() - self.started,
             "stale_dropped": self.stale_dropped,
         }
@@ -765,12 +902,24 @@ class Trainer:
         )
 
     def _restore(self, state: dict[str, Any]) -> None:
+        saved_critic = state.get("value_head") is not None
+        if saved_critic != (self.value_head is not None):
+            raise TrainError(
+                "the checkpoint was trained "
+                + (
+                    "with a critic; resume with algorithm.value_coef > 0"
+                    if saved_critic
+                    else "without a critic; resume with algorithm.value_coef = 0"
+                )
+            )
         self.step = int(state["step"])
         self.env_steps = int(state["env_steps"])
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         self.rng.setstate(state["trainer_rng"])
         self.league.load(state["league"])
+        if self.value_head is not None:
+            self.value_head.load_state_dict(state["value_head"])
         self.stale_dropped = int(state.get("stale_dropped", 0))
         # The time budget counts the whole run, killed part included.
         self.started -= float(state.get("elapsed_s", 0.0))
@@ -837,6 +986,18 @@ def _stored_evaluations(path: Path) -> dict[str, list[EvalCell]]:
         record = json.loads(line)
         found.setdefault(record["stage"], []).append(EvalCell(**{k: record[k] for k in fields}))
     return found
+
+
+def _explained_variance(
+    trajectories: Sequence[Trajectory], targets: Sequence[Sequence[float]]
+) -> dict[str, float]:
+    """How much of the λ-returns' variance the critic's values explain (1 perfect, 0 no better
+    than their mean, negative worse)."""
+    goal = np.asarray([g for per_turn in targets for g in per_turn], dtype=np.float64)
+    if goal.size < 2 or goal.var() == 0:
+        return {}
+    guess = np.asarray([v for t in trajectories for v in t.values], dtype=np.float64)
+    return {"value/explained_variance": float(1.0 - (goal - guess).var() / goal.var())}
 
 
 def _rollout_metrics(episodes: Sequence[Episode], trajectories: Sequence[Trajectory]) -> dict[str, Any]:
