@@ -355,7 +355,12 @@ def train(
         bool, typer.Option(help="continue the run in train.out from its last checkpoint")
     ] = False,
     set_values: Annotated[
-        list[str] | None, typer.Option("--set", help="override a config value: section.key=value")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="override a config value: section.key=value, or deeper into a table "
+            "(algorithm.estimator_options.gae_lambda=0.9)",
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
