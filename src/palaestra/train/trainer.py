@@ -625,14 +625,9 @@ class Trainer:
         rows: list[TrainRow] = []
         owners: list[tuple[int, list[int]]] = []  # per row: its trajectory and each target's turn
         for number, trajectory in enumerate(trajectories):
-            for row in trajectory.token_rows():
-                if any(row.loss_mask):
-                    rows.append(
-                        TrainRow(tuple(row.input_ids), tuple(row.loss_mask), prefix_group=_prompt_key(row))
-                    )
-                    owners.append(
-                        (number, [row.turn_index[i] for i, flag in enumerate(row.loss_mask) if flag])
-                    )
+            for row, train_row in _trainable_rows(trajectory):
+                rows.append(train_row)
+                owners.append((number, [row.turn_index[i] for i, flag in enumerate(row.loss_mask) if flag]))
         values = [[math.nan] * t.num_turns for t in trajectories]
         if rows:
             with torch.inference_mode():
@@ -669,12 +664,8 @@ class Trainer:
         row_value_slots: list[list[int]] = []
         row_value_targets: list[list[float]] = []
         for number, (trajectory, per_turn) in enumerate(zip(trajectories, advantages, strict=True)):
-            for row in trajectory.token_rows():
-                if not any(row.loss_mask):
-                    continue
-                rows.append(
-                    TrainRow(tuple(row.input_ids), tuple(row.loss_mask), prefix_group=_prompt_key(row))
-                )
+            for row, train_row in _trainable_rows(trajectory):
+                rows.append(train_row)
                 targets = [i for i, flag in enumerate(row.loss_mask) if flag]
                 row_advantages.append([float(per_turn[row.turn_index[i]]) for i in targets])
                 row_rollout_logprobs.append(
@@ -943,6 +934,16 @@ class Trainer:
             shutil.rmtree(final)
         tmp.rename(final)
         return final
+
+
+def _trainable_rows(trajectory: Trajectory) -> list[tuple[Any, TrainRow]]:
+    """The trajectory's token rows that have something to learn, each with its `TrainRow`
+    (rows sharing a prompt share a prefix group)."""
+    return [
+        (row, TrainRow(tuple(row.input_ids), tuple(row.loss_mask), prefix_group=_prompt_key(row)))
+        for row in trajectory.token_rows()
+        if any(row.loss_mask)
+    ]
 
 
 def _prompt_key(row: Any) -> tuple[int, ...]:
