@@ -263,6 +263,28 @@ def traj(
 def test_returns_to_go() -> None:
     assert returns_to_go(np.array([1.0, 2.0, 3.0])).tolist() == [6.0, 5.0, 3.0]
     assert returns_to_go(np.array([])).tolist() == []
+    # γ = 0.5: R_2 = 3, R_1 = 2 + 0.5 * 3, R_0 = 1 + 0.5 * 3.5
+    assert returns_to_go(np.array([1.0, 2.0, 3.0]), 0.5).tolist() == [2.75, 3.5, 3.0]
+
+
+def test_mars_gamma_hand_computed() -> None:
+    # A win taken at once against one taken a turn later: with γ = 1 both first turns return 1.
+    batch = [traj([0, 1]), traj([1])]
+    assert mars(batch)[0][0] == mars(batch)[1][0]
+    # γ = 0.5: R = [0.5, 1] and [1]; pool mean 2.5 / 3, std sqrt(1/18).
+    s = math.sqrt(1 / 18)
+    mean = 2.5 / 3
+    assert mars(batch, gamma=0.5) == [approx([(0.5 - mean) / s, (1 - mean) / s]), approx([(1 - mean) / s])]
+    # Centered first, then discounted: r' = [-2/3, 1/3], [1/3] -> R' = [-0.5, 1/3], [1/3].
+    centered = mars(batch, gamma=0.5, center_per_player=True)
+    pool = np.array([-0.5, 1 / 3, 1 / 3])
+    assert centered == [
+        approx(((pool[:2] - pool.mean()) / pool.std()).tolist()),
+        approx([(pool[2] - pool.mean()) / pool.std()]),
+    ]
+    for bad in (0.0, 1.5, -1.0):
+        with pytest.raises(ValueError, match="gamma must be in"):
+            mars(batch, gamma=bad)
 
 
 def test_mars_hand_computed() -> None:
@@ -306,6 +328,9 @@ def test_lambda_returns_hand_computed() -> None:
     assert lambda_returns(rewards, values, 0.0)[0].tolist() == approx([-0.3, 0.6, 0.2])
     with pytest.raises(ValueError, match="3 rewards but 2 values"):
         lambda_returns(rewards, values[:2], 0.5)
+    # γ = 0.5, λ = 1: deltas -0.4, 0.2, 0.2; A_k = Σ (γλ)^j δ_{k+j} = R_k(γ) − V_k.
+    advantages, _ = lambda_returns(rewards, values, 1.0, 0.5)
+    assert advantages.tolist() == approx([0.25 - 0.5, 0.5 - 0.2, 1.0 - 0.8])
 
 
 def test_mars_gae_hand_computed() -> None:
@@ -441,10 +466,23 @@ def test_mars_degenerate_pools_are_exactly_zero(batch: list[Trajectory]) -> None
             assert pools[key] == [0.0] * len(values)
 
 
-@given(batches)
-def test_mars_gae_with_a_zero_critic_and_lambda_one_is_plain_mars(batch: list[Trajectory]) -> None:
+@given(batches, st.sampled_from([1.0, 0.9, 0.5]))
+def test_mars_gae_with_a_zero_critic_and_lambda_one_is_plain_mars(
+    batch: list[Trajectory], gamma: float
+) -> None:
     zero_critic = [dataclasses.replace(t, values=[0.0] * t.num_turns) for t in batch]
-    assert mars(zero_critic, gae_lambda=1.0) == [approx(a, abs=1e-9) for a in mars(batch)]
+    assert mars(zero_critic, gae_lambda=1.0, gamma=gamma) == [
+        approx(a, abs=1e-9) for a in mars(batch, gamma=gamma)
+    ]
+
+
+@given(batches, st.floats(0.05, 1.0))
+def test_discounted_returns_follow_the_bellman_recursion(batch: list[Trajectory], gamma: float) -> None:
+    for t in batch:
+        rewards = np.array(t.turn_rewards, dtype=np.float64)
+        returns = returns_to_go(rewards, gamma)
+        following = np.append(returns[1:], 0.0)
+        assert returns.tolist() == approx((rewards + gamma * following).tolist(), abs=1e-9)
 
 
 @given(batches, st.floats(0.0, 1.0), st.integers(-8, 8).map(lambda n: n * 0.25))

@@ -94,18 +94,25 @@ def _rewards(trajectory: Trajectory, index: int) -> np.ndarray:
     return rewards
 
 
-def returns_to_go(rewards: np.ndarray) -> np.ndarray:
-    """R_k = Σ_{k' ≥ k} r_{k'} (γ = 1)."""
-    return np.cumsum(rewards[::-1])[::-1].copy()
+def returns_to_go(rewards: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+    """R_k = Σ_{k' ≥ k} γ^(k'−k) r_{k'} (MARS: γ = 1)."""
+    if gamma == 1.0:
+        return np.cumsum(rewards[::-1])[::-1].copy()
+    returns = np.zeros_like(rewards)
+    running = 0.0
+    for k in range(rewards.size - 1, -1, -1):
+        running = rewards[k] + gamma * running
+        returns[k] = running
+    return returns
 
 
 def lambda_returns(
-    rewards: np.ndarray, values: np.ndarray, gae_lambda: float
+    rewards: np.ndarray, values: np.ndarray, gae_lambda: float, gamma: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Generalized advantage estimates and λ-returns of one trajectory (γ = 1).
+    """Generalized advantage estimates and λ-returns of one trajectory (turn discount γ, default 1).
 
-        δ_k = r_k + V_{k+1} − V_k          (V_K = 0: nothing follows the last turn)
-        A_k = Σ_{j ≥ 0} λ^j δ_{k+j}
+        δ_k = r_k + γ V_{k+1} − V_k        (V_K = 0: nothing follows the last turn)
+        A_k = Σ_{j ≥ 0} (γλ)^j δ_{k+j}
         G_k = A_k + V_k                    (the critic's regression target)
 
     λ = 1 gives A_k = R_k − V_k (the Monte-Carlo return against the critic's baseline); λ = 0 the
@@ -114,11 +121,11 @@ def lambda_returns(
     if rewards.shape != values.shape:
         raise ValueError(f"{rewards.size} rewards but {values.size} values")
     following = np.append(values[1:], 0.0)
-    deltas = rewards + following - values
+    deltas = rewards + gamma * following - values
     advantages = np.zeros_like(deltas)
     running = 0.0
     for k in range(deltas.size - 1, -1, -1):
-        running = deltas[k] + gae_lambda * running
+        running = deltas[k] + gamma * gae_lambda * running
         advantages[k] = running
     return advantages, advantages + values
 
@@ -201,6 +208,7 @@ def mars(
     *,
     center_per_player: bool = False,
     gae_lambda: float | None = None,
+    gamma: float = 1.0,
     eps: float = EPS,
 ) -> list[list[float]]:
     """MARS: turn-level advantage with agent-specific normalization.
@@ -244,8 +252,17 @@ def mars(
     position, not by how the whole game ended: a missed win followed by a lucky win no longer
     counts as good. It replaces `center_per_player` (the critic already expects the bonuses
     still to come), so the two cannot be combined.
+
+    `gamma=γ < 1` (an extension; the paper's γ is 1) discounts later turns of the same player,
+    R_k = Σ_{k' ≥ k} γ^(k'−k) r_{k'} (and γ in the δ_k and the sum above with `gae_lambda`), so a
+    win taken now is worth more than the same win two turns later, and a loss put off by a block
+    costs less than one taken at once. With γ = 1 a game's outcome pays every turn alike, and
+    a player who can win at once gains nothing by doing so while the opponent is unlikely to stop
+    it (measured on the main job: issue #4's notes).
     """
     _check_eps(eps)
+    if not (0.0 < gamma <= 1.0):
+        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
     rewards = [_rewards(t, i) for i, t in enumerate(trajectories)]
     keys = [(t.game, t.role) for t in trajectories]
     if gae_lambda is not None:
@@ -254,13 +271,13 @@ def mars(
         if center_per_player:
             raise ValueError("mars: center_per_player and gae_lambda are alternatives; set one")
         estimates = [
-            lambda_returns(r, _values(t, i), gae_lambda)[0]
+            lambda_returns(r, _values(t, i), gae_lambda, gamma)[0]
             for i, (r, t) in enumerate(zip(rewards, trajectories, strict=True))
         ]
         return [a.tolist() for a in _normalize(estimates, keys, eps=eps)]
     if center_per_player:
         rewards = _normalize(rewards, keys, eps=eps, divide_by_std=False)
-    returns = [returns_to_go(r) for r in rewards]
+    returns = [returns_to_go(r, gamma) for r in rewards]
     return [a.tolist() for a in _normalize(returns, keys, eps=eps)]
 
 

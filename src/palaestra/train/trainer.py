@@ -550,9 +550,13 @@ class Trainer:
             all_values = [v for t in trajectories for v in t.values]
             critic_stats = {"value/mean": float(np.mean(all_values))} if all_values else {}
             lam = float(algorithm.estimator_options.get("gae_lambda", 1.0))
+            gamma = float(algorithm.estimator_options.get("gamma", 1.0))
             value_targets = [
                 lambda_returns(
-                    np.asarray(t.turn_rewards, dtype=np.float64), np.asarray(t.values, dtype=np.float64), lam
+                    np.asarray(t.turn_rewards, dtype=np.float64),
+                    np.asarray(t.values, dtype=np.float64),
+                    lam,
+                    gamma,
                 )[1].tolist()
                 for t in trajectories
             ]
