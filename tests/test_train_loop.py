@@ -242,6 +242,25 @@ def test_overrides_reach_into_tables_and_leave_the_file_data_alone() -> None:
         parse_config({}, {"algorithm.estimator_options.gae_lambda": 0.9})
 
 
+def test_estimator_options_are_checked_against_the_estimator_before_training() -> None:
+    shipped = {
+        "algorithm": {"estimator": "mars", "estimator_options": {"center_per_player": True, "gamma": 0.8}}
+    }
+    assert parse_config(shipped).algorithm.estimator_options["gamma"] == 0.8
+    with pytest.raises(ConfigError, match="mars takes no option 'gama'; its options: center_per_player"):
+        parse_config(shipped, {"algorithm.estimator_options.gama": 0.9})
+    with pytest.raises(
+        ConfigError, match="grpo takes no option 'center_per_player', 'gamma'; its options: eps"
+    ):
+        parse_config(shipped, {"algorithm.estimator": "grpo"})
+    assert (
+        parse_config(
+            shipped, {"algorithm.estimator": "grpo", "algorithm.estimator_options": {}}
+        ).algorithm.estimator
+        == "grpo"
+    )
+
+
 def test_killed_run_resumes_with_identical_next_step(tmp_path: Path) -> None:
     """Kill a run after its step-2 checkpoint; the resumed run's step 3 equals an uninterrupted one."""
     steps = {"train.steps": 4, "sft.steps": 1}

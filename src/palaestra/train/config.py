@@ -8,6 +8,7 @@ errors name the offending key in one line.
 from __future__ import annotations
 
 import copy
+import inspect
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -235,6 +236,18 @@ class TrainConfig(_Section):
         if self.algorithm.estimator not in ESTIMATORS:
             known = ", ".join(sorted(ESTIMATORS))
             raise ValueError(f"algorithm.estimator {self.algorithm.estimator!r} is unknown; known: {known}")
+        # Checked here, not at the first RL step: a typo would otherwise surface after the cold start.
+        accepted = [
+            name
+            for name, parameter in inspect.signature(ESTIMATORS[self.algorithm.estimator]).parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        unknown = sorted(set(self.algorithm.estimator_options) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"algorithm.estimator_options: {self.algorithm.estimator} takes no option "
+                f"{', '.join(map(repr, unknown))}; its options: {', '.join(accepted) or 'none'}"
+            )
         if "gae_lambda" in self.algorithm.estimator_options and self.algorithm.value_coef <= 0:
             raise ValueError(
                 "algorithm.estimator_options.gae_lambda needs a critic: set algorithm.value_coef > 0"
