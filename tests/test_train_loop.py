@@ -242,6 +242,43 @@ def test_overrides_reach_into_tables_and_leave_the_file_data_alone() -> None:
         parse_config({}, {"algorithm.estimator_options.gae_lambda": 0.9})
 
 
+def test_self_play_schedule_interpolates_and_rejects_bad_points() -> None:
+    rollout = parse_config({}, {"rollout.self_play_schedule": [[60, 0.0], [220, 0.5]]}).rollout
+    shares = [rollout.self_play_share(step) for step in (0, 60, 140, 220, 400)]
+    assert shares == pytest.approx([0.0, 0.0, 0.25, 0.5, 0.5])
+    assert parse_config({}, {"rollout.self_play": 0.2}).rollout.self_play_share(7) == 0.2
+    with pytest.raises(ConfigError, match="steps must be >= 0 and increasing"):
+        parse_config({}, {"rollout.self_play_schedule": [[10, 0.1], [10, 0.2]]})
+    with pytest.raises(ConfigError, match=r"shares must be in \[0, 1\]"):
+        parse_config({}, {"rollout.self_play_schedule": [[0, 1.5]]})
+    with pytest.raises(ConfigError, match="at least one"):
+        parse_config({}, {"rollout.self_play_schedule": []})
+
+
+def test_rollouts_follow_the_self_play_schedule(tmp_path: Path) -> None:
+    import asyncio
+
+    overrides = {"train.steps": 2, "sft.steps": 0, "rollout.self_play_schedule": [[1, 0.0], [2, 1.0]]}
+    trainer = Trainer(parse_config({}, tiny_overrides(tmp_path / "run", **overrides)))
+
+    async def scenario() -> list[tuple[int, float]]:
+        trainer._prepare_folder()
+        trainer._build(trainer._initial_model_folder())
+        trainer.league.add(0, trainer.policy.state_dict())
+        counts = []
+        try:
+            for step in (1, 2):
+                episodes, info = await trainer._rollouts(step)
+                self_play = sum(1 for e in episodes if set(e.agents.values()) == {"policy"})
+                counts.append((self_play, info["self_play_share"]))
+        finally:
+            await trainer.engine.close()
+            await trainer.league_engine.close()
+        return counts
+
+    assert asyncio.run(scenario()) == [(0, 0.0), (12, 1.0)]
+
+
 def test_estimator_options_are_checked_against_the_estimator_before_training() -> None:
     shipped = {
         "algorithm": {"estimator": "mars", "estimator_options": {"center_per_player": True, "gamma": 0.8}}

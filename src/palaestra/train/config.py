@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import itertools
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -84,6 +85,11 @@ class RolloutSection(_Section):
         temperature, top_p, max_new_tokens: sampling of the policy in rollouts.
         self_play: share of episodes where the policy sits in every seat; the rest put a frozen
             snapshot of itself (the league) in one random seat.
+        self_play_schedule: `[[step, share], ...]`, steps increasing: the self-play share changes
+            over training, linearly between the points, held before the first and after the last
+            (replaces `self_play`). E.g. `[[60, 0.0], [220, 0.5]]`: play only the league until
+            step 60, then let self-play (an opponent that punishes every mistake) take over half
+            the games by step 220.
         snapshot_every: steps between snapshots added to the league.
         league_size: most recent snapshots kept (the first snapshot, the start policy, stays).
         first_snapshot_share: chance that a league game uses the start policy.
@@ -124,6 +130,7 @@ class RolloutSection(_Section):
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_new_tokens: int | None = Field(default=None, ge=1)
     self_play: float = Field(default=0.34, ge=0, le=1)
+    self_play_schedule: list[tuple[int, float]] | None = None
     snapshot_every: int = Field(default=10, ge=1)
     league_size: int = Field(default=10, ge=1)
     first_snapshot_share: float = Field(default=0.5, ge=0, le=1)
@@ -138,6 +145,34 @@ class RolloutSection(_Section):
     async_rollouts: bool = False
     max_staleness: int = Field(default=1, ge=0)
     worker_engine: Literal["hf", "vllm"] = "hf"
+
+    @model_validator(mode="after")
+    def _check_self_play_schedule(self) -> RolloutSection:
+        points = self.self_play_schedule
+        if points is None:
+            return self
+        if not points:
+            raise ValueError("rollout.self_play_schedule needs at least one [step, share] point")
+        steps = [step for step, _ in points]
+        if any(step < 0 for step in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"rollout.self_play_schedule steps must be >= 0 and increasing, got {steps}")
+        if any(not 0.0 <= share <= 1.0 for _, share in points):
+            raise ValueError(
+                f"rollout.self_play_schedule shares must be in [0, 1], got {[s for _, s in points]}"
+            )
+        return self
+
+    def self_play_share(self, step: int) -> float:
+        """The self-play share at RL step `step`: from the schedule if set, else `self_play`."""
+        points = self.self_play_schedule
+        if not points:
+            return self.self_play
+        if step <= points[0][0]:
+            return float(points[0][1])
+        for (left, low), (right, high) in itertools.pairwise(points):
+            if step <= right:
+                return float(low + (high - low) * (step - left) / (right - left))
+        return float(points[-1][1])
 
 
 class AlgorithmSection(_Section):

@@ -487,7 +487,7 @@ class Trainer:
         jobs = []
         for env_number, env_id in enumerate(rollout.envs):
             players = self._num_players(env_id)
-            self_play = round(rollout.episodes_per_step * rollout.self_play)
+            self_play = round(rollout.episodes_per_step * rollout.self_play_share(step))
             league_games = rollout.episodes_per_step - self_play
             seed = self._seed("rl", step, env_number)
             options = self._env_options(env_id)
@@ -517,7 +517,11 @@ class Trainer:
                 )
         batches = await asyncio.gather(*jobs)
         episodes = [episode for batch in batches for episode in batch]
-        return episodes, {"league_snapshot": snapshot_step, "league_temperature": league_temperature}
+        return episodes, {
+            "league_snapshot": snapshot_step,
+            "league_temperature": league_temperature,
+            "self_play_share": rollout.self_play_share(step),
+        }
 
     async def _rl_step(self) -> None:
         algorithm = self.config.algorithm
