@@ -35,6 +35,7 @@ from palaestra.agents.llm import TEMPLATES
 from palaestra.core.registry import make
 from palaestra.envs.games.tic_tac_toe import LINES
 from palaestra.models.tiny import build_tiny_tokenizer, init_tiny_model, quiet_transformers
+from policy_tactics import completing_cells  # the sibling bench script (bench/ is on sys.path)
 
 Position = tuple[str, ...]  # nine cells: "X", "O" or " "
 
@@ -63,33 +64,23 @@ def play(board: Position, cell: int, mark: str) -> Position:
     return (*board[:cell], mark, *board[cell + 1 :])
 
 
-def completing(board: Position, mark: str) -> set[int]:
-    """Free cells that complete a line of `mark`."""
-    return {
-        cell
-        for line in LINES
-        for cell in line
-        if board[cell] == " " and sum(board[other] == mark for other in line) == 2
-    }
-
-
-def positions() -> dict[Position, tuple[str, set[int], str]]:
-    """Every reachable position with a move to make: (mover, labelled cells, kind of label)."""
-    found: dict[Position, tuple[str, set[int], str]] = {}
+def positions() -> dict[Position, tuple[set[int], str, set[int]]]:
+    """Every reachable position with a move to make: (labelled cells, their kind, optimal cells)."""
+    found: dict[Position, tuple[set[int], str, set[int]]] = {}
 
     def walk(board: Position, mover: str) -> None:
         if winner(board) is not None or " " not in board or board in found:
             return
         other = "O" if mover == "X" else "X"
-        wins, blocks = completing(board, mover), completing(board, other)
+        wins, blocks = completing_cells(board, mover), completing_cells(board, other)
+        values = {c: -value(play(board, c, mover), other) for c in range(9) if board[c] == " "}
+        optimal = {c for c, v in values.items() if v == max(values.values())}
         if wins:
-            found[board] = (mover, wins, "win")
+            found[board] = (wins, "win", optimal)
         elif blocks:
-            found[board] = (mover, blocks, "block")
+            found[board] = (blocks, "block", optimal)
         else:
-            values = {c: -value(play(board, c, mover), other) for c in range(9) if board[c] == " "}
-            best = max(values.values())
-            found[board] = (mover, {c for c, v in values.items() if v == best}, "other")
+            found[board] = (optimal, "other", optimal)
         for cell in range(9):
             if board[cell] == " ":
                 walk(play(board, cell, mover), other)
@@ -169,11 +160,10 @@ def run_variant(
             for start in range(0, len(test), 512):
                 batch = test[start : start + 512]
                 for board, pick in zip(batch, answer_logits(batch).argmax(-1).tolist(), strict=True):
-                    _, cells, kind = data[board]
+                    cells, kind, optimal = data[board]
                     if kind != "other":
                         hits[kind][0] += pick in cells
                         hits[kind][1] += 1
-                    optimal = {c for c in range(9) if board[c] == " " and optimal_move(board, c)}
                     hits["optimal"][0] += pick in optimal
                     hits["optimal"][1] += 1
         model.train()
@@ -188,7 +178,7 @@ def run_variant(
         logits = answer_logits(batch)
         target = torch.zeros_like(logits)
         for row, board in enumerate(batch):
-            cells = data[board][1]
+            cells = data[board][0]
             target[row, sorted(cells)] = 1 / len(cells)
         loss = -(target * logits.log_softmax(-1)).sum(-1).mean()
         optimizer.zero_grad()
@@ -203,12 +193,6 @@ def run_variant(
         "wall_s": time.perf_counter() - started,
         "results": results,
     }
-
-
-def optimal_move(board: Position, cell: int) -> bool:
-    mover = "X" if board.count("X") == board.count("O") else "O"
-    other = "O" if mover == "X" else "X"
-    return -value(play(board, cell, mover), other) == value(board, mover)
 
 
 def main() -> None:
@@ -250,7 +234,7 @@ def main() -> None:
     prompts = {board: tokenizer(text, add_special_tokens=False)["input_ids"] for board, text in chats.items()}
     digit_ids = tokenizer.convert_tokens_to_ids([str(cell + 1) for cell in range(9)])
     console = Console()
-    kinds = {kind: sum(1 for _, _, k in data.values() if k == kind) for kind in ("win", "block", "other")}
+    kinds = {kind: sum(1 for _, k, _ in data.values() if k == kind) for kind in ("win", "block", "other")}
     example = ("X", " ", " ", " ", "O", " ", " ", " ", "X")
     console.print(f"the prompt of one position, as the model reads it: {chats[example]!r}")
     console.print(

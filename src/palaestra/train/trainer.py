@@ -485,9 +485,10 @@ class Trainer:
                 template=self.template.name,
             )
         jobs = []
+        self_play_share = rollout.self_play_share(step)
         for env_number, env_id in enumerate(rollout.envs):
             players = self._num_players(env_id)
-            self_play = round(rollout.episodes_per_step * rollout.self_play_share(step))
+            self_play = round(rollout.episodes_per_step * self_play_share)
             league_games = rollout.episodes_per_step - self_play
             seed = self._seed("rl", step, env_number)
             options = self._env_options(env_id)
@@ -520,7 +521,7 @@ class Trainer:
         return episodes, {
             "league_snapshot": snapshot_step,
             "league_temperature": league_temperature,
-            "self_play_share": rollout.self_play_share(step),
+            "self_play_share": self_play_share,
         }
 
     async def _rl_step(self) -> None:
@@ -631,11 +632,11 @@ class Trainer:
         gradient)."""
         assert self.value_head is not None
         rows: list[TrainRow] = []
-        owners: list[tuple[int, list[int]]] = []  # per row: its trajectory and each target's turn
+        owners: list[tuple[int, list[tuple[int, int]]]] = []  # per row: its trajectory, (slot, turn)s
         for number, trajectory in enumerate(trajectories):
             for row, train_row in _trainable_rows(trajectory):
                 rows.append(train_row)
-                owners.append((number, [row.turn_index[i] for i, flag in enumerate(row.loss_mask) if flag]))
+                owners.append((number, _choosing_targets(row)))
         values = [[math.nan] * t.num_turns for t in trajectories]
         if rows:
             with torch.inference_mode():
@@ -643,10 +644,9 @@ class Trainer:
             assert scored.values is not None
             offsets = scored.row_offsets.tolist()
             flat = scored.values.float().cpu().tolist()
-            for row_number, (number, turns) in enumerate(owners):
-                for j, turn in enumerate(turns):
-                    if math.isnan(values[number][turn]):  # the turn's first answer token
-                        values[number][turn] = flat[offsets[row_number] + j]
+            for row_number, (number, choosing) in enumerate(owners):
+                for slot, turn in choosing:
+                    values[number][turn] = flat[offsets[row_number] + slot]
         for per_turn in values:
             # A turn without a trainable token has no choosing state; it passes on the value of
             # the turn after it (0 after the last), so it adds nothing to bootstrapped estimates.
@@ -680,17 +680,9 @@ class Trainer:
                     None if row.rollout_logprobs is None else [row.rollout_logprobs[i] for i in targets]
                 )
                 if value_targets is not None:
-                    slots: list[int] = []
-                    goals: list[float] = []
-                    seen: set[int] = set()
-                    for slot, position in enumerate(targets):
-                        turn = row.turn_index[position]
-                        if turn not in seen:
-                            seen.add(turn)
-                            slots.append(slot)
-                            goals.append(float(value_targets[number][turn]))
-                    row_value_slots.append(slots)
-                    row_value_targets.append(goals)
+                    choosing = _choosing_targets(row)
+                    row_value_slots.append([slot for slot, _ in choosing])
+                    row_value_targets.append([float(value_targets[number][turn]) for _, turn in choosing])
         factor = _lr_factor(algorithm.lr_schedule, self.step, self.config.train.steps, algorithm.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = group.get("base_lr", algorithm.lr) * factor
@@ -952,6 +944,20 @@ def _trainable_rows(trajectory: Trajectory) -> list[tuple[Any, TrainRow]]:
         for row in trajectory.token_rows()
         if any(row.loss_mask)
     ]
+
+
+def _choosing_targets(row: Any) -> list[tuple[int, int]]:
+    """`(slot, turn)` for the first trained token of each turn in the row (slot counts the row's
+    trained tokens): the state that chose the turn's answer, where the critic reads its value."""
+    choosing: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    targets = (position for position, flag in enumerate(row.loss_mask) if flag)
+    for slot, position in enumerate(targets):
+        turn = row.turn_index[position]
+        if turn not in seen:
+            seen.add(turn)
+            choosing.append((slot, turn))
+    return choosing
 
 
 def _prompt_key(row: Any) -> tuple[int, ...]:
