@@ -286,6 +286,9 @@ def test_estimator_options_are_checked_against_the_estimator_before_training() -
     assert parse_config(shipped).algorithm.estimator_options["gamma"] == 0.8
     with pytest.raises(ConfigError, match="mars takes no option 'gama'; its options: center_per_player"):
         parse_config(shipped, {"algorithm.estimator_options.gama": 0.9})
+    # Values too, before training: the estimator checks them on an empty batch.
+    with pytest.raises(ConfigError, match=r"algorithm\.estimator_options: gamma must be in \(0, 1\]"):
+        parse_config(shipped, {"algorithm.estimator_options.gamma": 1.5})
     with pytest.raises(
         ConfigError, match="grpo takes no option 'center_per_player', 'gamma'; its options: eps"
     ):

@@ -283,6 +283,10 @@ class TrainConfig(_Section):
                 f"algorithm.estimator_options: {self.algorithm.estimator} takes no option "
                 f"{', '.join(map(repr, unknown))}; its options: {', '.join(accepted) or 'none'}"
             )
+        try:  # an empty batch: the estimator checks its options' values and computes nothing
+            ESTIMATORS[self.algorithm.estimator]([], **self.algorithm.estimator_options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"algorithm.estimator_options: {exc}") from None
         if "gae_lambda" in self.algorithm.estimator_options and self.algorithm.value_coef <= 0:
             raise ValueError(
                 "algorithm.estimator_options.gae_lambda needs a critic: set algorithm.value_coef > 0"
