@@ -253,6 +253,8 @@ def test_self_play_schedule_interpolates_and_rejects_bad_points() -> None:
         parse_config({}, {"rollout.self_play_schedule": [[0, 1.5]]})
     with pytest.raises(ConfigError, match="at least one"):
         parse_config({}, {"rollout.self_play_schedule": []})
+    with pytest.raises(ConfigError, match="not both"):
+        parse_config({}, {"rollout.self_play": 0.2, "rollout.self_play_schedule": [[0, 0.3]]})
 
 
 def test_rollouts_follow_the_self_play_schedule(tmp_path: Path) -> None:

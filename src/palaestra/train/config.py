@@ -153,6 +153,8 @@ class RolloutSection(_Section):
             return self
         if not points:
             raise ValueError("rollout.self_play_schedule needs at least one [step, share] point")
+        if "self_play" in self.model_fields_set:
+            raise ValueError("set rollout.self_play or rollout.self_play_schedule, not both")
         steps = [step for step, _ in points]
         if any(step < 0 for step in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError(f"rollout.self_play_schedule steps must be >= 0 and increasing, got {steps}")
