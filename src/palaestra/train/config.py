@@ -87,9 +87,9 @@ class RolloutSection(_Section):
             snapshot of itself (the league) in one random seat.
         self_play_schedule: `[[step, share], ...]`, steps increasing: the self-play share changes
             over training, linearly between the points, held before the first and after the last
-            (replaces `self_play`). E.g. `[[60, 0.0], [220, 0.5]]`: play only the league until
-            step 60, then let self-play (an opponent that punishes every mistake) take over half
-            the games by step 220.
+            (instead of `self_play`; setting both is an error). E.g. `[[60, 0.0], [220, 0.5]]`:
+            play only the league until step 60, then let self-play (an opponent that punishes every
+            mistake) take over half the games by step 220.
         snapshot_every: steps between snapshots added to the league.
         league_size: most recent snapshots kept (the first snapshot, the start policy, stays).
         first_snapshot_share: chance that a league game uses the start policy.
