@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from palaestra.train.config import ConfigError, default_config_path, load_config, parse_config
-from palaestra.train.trainer import Trainer, TrainError
+from palaestra.train.trainer import Trainer, TrainError, league_seat_counts
 
 TIMING_KEYS = {"time_s", "cpu_s", "rollout_s", "update_s", "critic_s", "seconds"}
 
@@ -129,6 +131,42 @@ def test_league_legal_only_opponents_never_play_an_illegal_move(tmp_path: Path) 
     assert any(episode.agents[t.player] == "league" for episode in constrained for t in episode.turns)
     # The control: the same hot, untrained snapshot unconstrained does play illegal moves.
     assert league_illegal(league_rollouts(tmp_path / "b")) > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    weights=st.lists(st.floats(0, 10, allow_nan=False), min_size=1, max_size=5).filter(lambda w: sum(w) > 0),
+    games=st.integers(0, 500),
+)
+def test_league_seat_counts_sum_to_the_games_and_follow_the_weights(weights: list[float], games: int) -> None:
+    counts = league_seat_counts(weights, games)
+    assert sum(counts) == games and len(counts) == len(weights)
+    for count, weight in zip(counts, weights, strict=True):
+        assert abs(count - games * weight / sum(weights)) < 1 + 1e-9
+        if weight == 0:
+            assert count == 0
+
+
+def test_league_seat_weights_put_the_policy_in_the_weighted_seat(tmp_path: Path) -> None:
+    assert league_seat_counts([1, 2], 12) == [4, 8]
+    assert league_seat_counts([1, 1], 7) == [4, 3]
+
+    def policy_seats(episodes: list[Any]) -> list[int]:
+        return sorted(
+            list(episode.agents.values()).index("policy")
+            for episode in episodes
+            if "league" in episode.agents.values()
+        )
+
+    weighted = league_rollouts(tmp_path / "a", **{"rollout.league_seat_weights": {"tic_tac_toe-v0": [1, 2]}})
+    assert policy_seats(weighted) == [0] * 4 + [1] * 8
+    assert policy_seats(league_rollouts(tmp_path / "b")) == [0] * 6 + [1] * 6  # unlisted: alternate evenly
+    with pytest.raises(ConfigError, match=r"not in rollout\.envs"):
+        parse_config({}, {"rollout.league_seat_weights": {"kuhn_poker-v0": [1, 1]}})
+    with pytest.raises(ConfigError, match="positive sum"):
+        parse_config({}, {"rollout.league_seat_weights": {"tic_tac_toe-v0": [1, -1]}})
+    with pytest.raises(TrainError, match="has 3 weights; tic_tac_toe-v0 has 2 seats"):
+        first_rollouts(tmp_path / "c", **{"rollout.league_seat_weights": {"tic_tac_toe-v0": [1, 1, 1]}})
 
 
 def test_the_start_policy_can_play_at_its_own_temperature(tmp_path: Path) -> None:

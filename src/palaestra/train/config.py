@@ -93,6 +93,9 @@ class RolloutSection(_Section):
         snapshot_every: steps between snapshots added to the league.
         league_size: most recent snapshots kept (the first snapshot, the start policy, stays).
         first_snapshot_share: chance that a league game uses the start policy.
+        league_seat_weights: per env id, how often the policy takes each seat in league games
+            (relative weights, one per seat: `{"tic_tac_toe-v0" = [1, 2]}` puts it second in two
+            games of three); an env not listed alternates its seats evenly.
         opponents: fixed agent specs added to the league (not used by the main job, whose
             scripted evaluation opponents stay out of training).
         turn_timeout_s: per decision.
@@ -134,6 +137,7 @@ class RolloutSection(_Section):
     snapshot_every: int = Field(default=10, ge=1)
     league_size: int = Field(default=10, ge=1)
     first_snapshot_share: float = Field(default=0.5, ge=0, le=1)
+    league_seat_weights: dict[str, list[float]] = Field(default_factory=dict)
     opponents: list[str] = Field(default_factory=list)
     turn_timeout_s: float = Field(default=120.0, gt=0)
     engine_batch_size: int = Field(default=256, ge=1)
@@ -162,6 +166,20 @@ class RolloutSection(_Section):
             raise ValueError(
                 f"rollout.self_play_schedule shares must be in [0, 1], got {[s for _, s in points]}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_league_seat_weights(self) -> RolloutSection:
+        for env_id, weights in self.league_seat_weights.items():
+            if env_id not in self.envs:
+                raise ValueError(
+                    f"rollout.league_seat_weights names {env_id!r}, which is not in rollout.envs"
+                )
+            if not weights or any(weight < 0 for weight in weights) or sum(weights) <= 0:
+                raise ValueError(
+                    f"rollout.league_seat_weights[{env_id!r}] must be weights >= 0 with a positive sum, "
+                    f"one per seat, got {weights}"
+                )
         return self
 
     def self_play_share(self, step: int) -> float:

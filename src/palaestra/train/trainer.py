@@ -228,6 +228,12 @@ class Trainer:
         # Alone, `scorer` is the policy itself; under accelerate, the DDP/FSDP-wrapped scoring module.
         self.scorer, self.optimizer = self.dist.prepare(self.policy, self.optimizer, self.value_head)
         self.league = League(self.config.rollout.league_size, self.config.rollout.first_snapshot_share)
+        for env_id, weights in self.config.rollout.league_seat_weights.items():
+            if len(weights) != self._num_players(env_id):
+                raise TrainError(
+                    f"rollout.league_seat_weights[{env_id!r}] has {len(weights)} weights; "
+                    f"{env_id} has {self._num_players(env_id)} seats"
+                )
         if self.config.rollout.executor != "local":
             from palaestra.rollout.ray_training import RayRollouts
 
@@ -501,10 +507,9 @@ class Trainer:
                         env_id, options, seating, episodes=self_play, seed=seed, group_size=rollout.group_size
                     )
                 )
-            if league_games:
-                labels = (POLICY, *([LEAGUE] * (players - 1)))
-                factories = {POLICY: policy(f"league{env_number}/"), LEAGUE: league}
-                seating = Seating(labels=labels, factories=factories)
+            factories = {POLICY: policy(f"league{env_number}/"), LEAGUE: league}
+            if league_games and env_id not in rollout.league_seat_weights:
+                seating = Seating(labels=(POLICY, *([LEAGUE] * (players - 1))), factories=factories)
                 jobs.append(
                     gather(
                         env_id,
@@ -516,6 +521,22 @@ class Trainer:
                         alternate_seats=True,
                     )
                 )
+            elif league_games:
+                counts = league_seat_counts(rollout.league_seat_weights[env_id], league_games)
+                for seat, games in enumerate(counts):
+                    if not games:
+                        continue
+                    labels = tuple(POLICY if other == seat else LEAGUE for other in range(players))
+                    jobs.append(
+                        gather(
+                            env_id,
+                            options,
+                            Seating(labels=labels, factories=factories),
+                            episodes=games,
+                            seed=seed + 500_000 + 100_000 * (seat + 1),
+                            group_size=rollout.group_size,
+                        )
+                    )
         batches = await asyncio.gather(*jobs)
         episodes = [episode for batch in batches for episode in batch]
         return episodes, {
@@ -969,6 +990,18 @@ def _prompt_key(row: Any) -> tuple[int, ...]:
     """
     first_target = row.loss_mask.index(1) if 1 in row.loss_mask else len(row.loss_mask)
     return tuple(row.input_ids[:first_target])
+
+
+def league_seat_counts(weights: list[float], games: int) -> list[int]:
+    """Split `games` league games over the seats in proportion to `weights` (largest remainders
+    first, ties to the earlier seat), so the counts always sum to `games`."""
+    total = sum(weights)
+    exact = [games * weight / total for weight in weights]
+    counts = [int(share) for share in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda seat: (-(exact[seat] - counts[seat]), seat))
+    for seat in by_remainder[: games - sum(counts)]:
+        counts[seat] += 1
+    return counts
 
 
 def _plain_state_dict(weights: dict[str, Any]) -> dict[str, Any]:
