@@ -507,7 +507,7 @@ class Trainer:
                         env_id, options, seating, episodes=self_play, seed=seed, group_size=rollout.group_size
                     )
                 )
-            factories = {POLICY: policy(f"league{env_number}/"), LEAGUE: league}
+            factories = {POLICY: policy(f"league{env_number}/"), LEAGUE: league} if league_games else {}
             if league_games and env_id not in rollout.league_seat_weights:
                 seating = Seating(labels=(POLICY, *([LEAGUE] * (players - 1))), factories=factories)
                 jobs.append(
