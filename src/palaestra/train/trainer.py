@@ -229,10 +229,9 @@ class Trainer:
         self.scorer, self.optimizer = self.dist.prepare(self.policy, self.optimizer, self.value_head)
         self.league = League(self.config.rollout.league_size, self.config.rollout.first_snapshot_share)
         for env_id, weights in self.config.rollout.league_seat_weights.items():
-            if len(weights) != self._num_players(env_id):
+            if len(weights) != (seats := self._num_players(env_id)):
                 raise TrainError(
-                    f"rollout.league_seat_weights[{env_id!r}] has {len(weights)} weights; "
-                    f"{env_id} has {self._num_players(env_id)} seats"
+                    f"rollout.league_seat_weights[{env_id!r}] has {len(weights)} weights; {env_id} has {seats} seats"
                 )
         if self.config.rollout.executor != "local":
             from palaestra.rollout.ray_training import RayRollouts
@@ -507,34 +506,35 @@ class Trainer:
                         env_id, options, seating, episodes=self_play, seed=seed, group_size=rollout.group_size
                     )
                 )
-            factories = {POLICY: policy(f"league{env_number}/"), LEAGUE: league} if league_games else {}
-            if league_games and env_id not in rollout.league_seat_weights:
-                seating = Seating(labels=(POLICY, *([LEAGUE] * (players - 1))), factories=factories)
-                jobs.append(
-                    gather(
-                        env_id,
-                        options,
-                        seating,
-                        episodes=league_games,
-                        seed=seed + 500_000,
-                        group_size=rollout.group_size,
-                        alternate_seats=True,
-                    )
-                )
-            elif league_games:
-                counts = league_seat_counts(rollout.league_seat_weights[env_id], league_games)
-                for seat, games in enumerate(counts):
-                    if not games:
-                        continue
-                    labels = tuple(POLICY if other == seat else LEAGUE for other in range(players))
+            if league_games:
+                factories = {POLICY: policy(f"league{env_number}/"), LEAGUE: league}
+                weights = rollout.league_seat_weights.get(env_id)
+                # (labels, games, seed, alternate_seats) per rollout job: by default one job whose
+                # runner swaps the seats every other episode; with seat weights, one job per seat.
+                parts: list[tuple[tuple[str, ...], int, int, bool]]
+                if weights is None:
+                    parts = [((POLICY, *([LEAGUE] * (players - 1))), league_games, seed + 500_000, True)]
+                else:
+                    parts = [
+                        (
+                            tuple(POLICY if other == seat else LEAGUE for other in range(players)),
+                            games,
+                            seed + 500_000 + 100_000 * (seat + 1),
+                            False,
+                        )
+                        for seat, games in enumerate(league_seat_counts(weights, league_games))
+                        if games
+                    ]
+                for labels, games, job_seed, alternate in parts:
                     jobs.append(
                         gather(
                             env_id,
                             options,
                             Seating(labels=labels, factories=factories),
                             episodes=games,
-                            seed=seed + 500_000 + 100_000 * (seat + 1),
+                            seed=job_seed,
                             group_size=rollout.group_size,
+                            alternate_seats=alternate,
                         )
                     )
         batches = await asyncio.gather(*jobs)
