@@ -231,7 +231,8 @@ class Trainer:
         for env_id, weights in self.config.rollout.league_seat_weights.items():
             if len(weights) != (seats := self._num_players(env_id)):
                 raise TrainError(
-                    f"rollout.league_seat_weights[{env_id!r}] has {len(weights)} weights; {env_id} has {seats} seats"
+                    f"rollout.league_seat_weights[{env_id!r}] has {len(weights)} weights; "
+                    f"{env_id} has {seats} seats"
                 )
         if self.config.rollout.executor != "local":
             from palaestra.rollout.ray_training import RayRollouts
