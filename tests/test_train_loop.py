@@ -78,24 +78,29 @@ def test_a_tiny_run_writes_everything(tmp_path: Path) -> None:
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
-def first_rollouts(out: Path, **extra: Any) -> list[Any]:
-    """The episodes of a fresh trainer's first RL step (no cold start), league of the start policy."""
+def first_step(out: Path, **extra: Any) -> tuple[Trainer, Any]:
+    """A fresh trainer (no cold start, league of the start policy) and its first RL step's
+    rollouts: (episodes, branches, info)."""
     import asyncio
 
     trainer = Trainer(parse_config({}, tiny_overrides(out, **{"train.steps": 1, "sft.steps": 0, **extra})))
 
-    async def scenario() -> list[Any]:
+    async def scenario() -> Any:
         trainer._prepare_folder()
         trainer._build(trainer._initial_model_folder())
         trainer.league.add(0, trainer.policy.state_dict())
         try:
-            episodes, _ = await trainer._rollouts()
+            return await trainer._rollouts()
         finally:
             await trainer.engine.close()
             await trainer.league_engine.close()
-        return episodes
 
-    return asyncio.run(scenario())
+    return trainer, asyncio.run(scenario())
+
+
+def first_rollouts(out: Path, **extra: Any) -> list[Any]:
+    """The episodes of a fresh trainer's first RL step."""
+    return list(first_step(out, **extra)[1][0])
 
 
 def test_turn_memory_rows_are_one_context_per_turn(tmp_path: Path) -> None:
@@ -115,6 +120,57 @@ def test_turn_memory_rows_are_one_context_per_turn(tmp_path: Path) -> None:
 def league_rollouts(out: Path, **extra: Any) -> list[Any]:
     """First-step episodes against a hot league only (every game has a league seat)."""
     return first_rollouts(out, **{"rollout.self_play": 0.0, "rollout.league_temperature": 5.0, **extra})
+
+
+def test_branch_continuations_replay_the_opening_and_train_only_the_chosen_move(tmp_path: Path) -> None:
+    from palaestra.train.rewards import trajectories_from_episodes
+
+    trainer, (episodes, branches, info) = first_step(
+        tmp_path / "run",
+        **{
+            "model.template": "board",  # one session per seat: the replayed opening is its context
+            "rollout.self_play": 0.5,
+            "rollout.league_legal_only": True,
+            "rollout.branch_states": 4,
+            "rollout.branch_actions": 3,
+        },
+    )
+    assert len(branches) == 4 and info["branch_s"] > 0
+    for point, group in branches:
+        source = point.episode
+        assert source in episodes and episodes and point.turn_index < len(source.turns)
+        assert 2 <= len(point.actions) <= 3 and len(set(point.actions)) == len(point.actions)
+        assert set(point.actions) <= set(source.turns[point.turn_index].legal_actions or [])
+        assert [e.seed for e in group] == [source.seed] * len(point.actions) and source.agents == group[
+            0
+        ].agents
+        for episode, action in zip(group, point.actions, strict=True):
+            # The opening as recorded, then the chosen move, by the same player.
+            opening = [(t.player, t.action) for t in source.turns[: point.turn_index]]
+            assert [(t.player, t.action) for t in episode.turns[: point.turn_index]] == opening
+            assert (episode.turns[point.turn_index].player, episode.turns[point.turn_index].action) == (
+                point.player,
+                action,
+            )
+            # Only the chosen turn carries loss, and the seat's tokens up to it are the source's.
+            mine = [t for t in episode.turns if t.player == point.player]
+            trained = [k for k, t in enumerate(mine) if t.generation and any(t.generation.loss_mask)]
+            assert trained == [point.branch_turn]
+            assert all(not any(t.generation.loss_mask) for t in episode.turns if t.player != point.player)
+            source_mine = [t for t in source.turns if t.player == point.player]
+            for k in range(point.branch_turn):
+                assert mine[k].generation.prompt_ids == source_mine[k].generation.prompt_ids
+                assert mine[k].generation.token_ids == source_mine[k].generation.token_ids
+            assert (
+                mine[point.branch_turn].generation.prompt_ids
+                == source_mine[point.branch_turn].generation.prompt_ids
+            )
+    trajectories, advantages, stats = trainer._branch_batch(branches)
+    assert stats["branch_points"] == 4 and stats["branch_episodes"] == len(trajectories)
+    for trajectory, per_turn in zip(trajectories, advantages, strict=True):
+        assert len(per_turn) == trajectory.num_turns
+        assert sum(any(mask) for mask in trajectory.loss_mask) == 1
+    assert trajectories_from_episodes([g for _, group in branches for g in group])
 
 
 def test_league_legal_only_opponents_never_play_an_illegal_move(tmp_path: Path) -> None:
@@ -308,7 +364,7 @@ def test_rollouts_follow_the_self_play_schedule(tmp_path: Path) -> None:
         counts = []
         try:
             for step in (1, 2):
-                episodes, info = await trainer._rollouts(step)
+                episodes, _, info = await trainer._rollouts(step)
                 self_play = sum(1 for e in episodes if set(e.agents.values()) == {"policy"})
                 counts.append((self_play, info["self_play_share"]))
         finally:

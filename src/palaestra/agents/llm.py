@@ -340,13 +340,16 @@ class LLMAgent:
             self._model = model
         return self._model
 
-    def sampling_for(self, view: AgentView, attempt: int = 0) -> SamplingParams:
-        """This decision's sampling parameters, seeded from the decision so reruns repeat."""
+    def sampling_for(self, view: AgentView, attempt: int = 0, forced: str | None = None) -> SamplingParams:
+        """This decision's sampling parameters, seeded from the decision so reruns repeat; with
+        `forced`, decoding may only give that action's answer."""
         seed = view.seed if self.seed is None else (self.seed * 1_000_003 + view.seed) & 0x7FFFFFFF
         if attempt:
             seed = (seed + attempt * 0x9E3779B1) & 0x7FFFFFFF
         allowed = None
-        if self.legal_only and view.legal_actions:
+        if forced is not None:
+            allowed = (self.template.answer_text(forced),)
+        elif self.legal_only and view.legal_actions:
             allowed = tuple(self.template.answer_text(action) for action in view.legal_actions)
         return SamplingParams(
             temperature=self.temperature,
@@ -371,7 +374,15 @@ class LLMAgent:
             decision = await self._sample(view, attempt)
         return decision
 
-    async def _sample(self, view: AgentView, attempt: int) -> Decision:
+    async def act_forced(self, view: AgentView, action: str) -> Decision:
+        """The turn in which the model answers `action`: decoding is constrained to that one
+        answer, so the session goes on and the `Generation` (prompt ids, tokens, the model's raw
+        log-probs) is recorded exactly as if the model had sampled it. Replays a recorded opening
+        or plays a chosen first move of a branch (`palaestra.train.branching`); local engines only."""
+        _check_allowed_support(self.model)
+        return await self._sample(view, 0, forced=action)
+
+    async def _sample(self, view: AgentView, attempt: int, forced: str | None = None) -> Decision:
         if self.memory == "turn":
             retry = f"/r{attempt}" if attempt else ""
             session = f"{self.session_prefix}{view.episode_id}/{view.player}/{view.turn}{retry}"
@@ -380,7 +391,9 @@ class LLMAgent:
         if session not in self.sessions:
             self.sessions.append(session)
         request = GenerationRequest(
-            session=session, messages=self.template.render(view), sampling=self.sampling_for(view, attempt)
+            session=session,
+            messages=self.template.render(view),
+            sampling=self.sampling_for(view, attempt, forced),
         )
         generation = await self.model.generate(request)
         calls = self.session_calls.get(session, 0)

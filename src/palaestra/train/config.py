@@ -96,6 +96,20 @@ class RolloutSection(_Section):
         league_seat_weights: per env id, how often the policy takes each seat in league games
             (relative weights, one per seat: `{"tic_tac_toe-v0" = [1, 2]}` puts it second in two
             games of three); an env not listed alternates its seats evenly.
+        branch_states: positions per env per step to branch from (0: no branching): after the
+            step's episodes, that many of the policy's turns are drawn from them, and from each a
+            group of continuations is played, one per first action, whose chosen turns train
+            with a group-relative advantage (`palaestra.train.branching`). Needs the local
+            executor and an engine that constrains decoding (tiny, `hf:`), and an env that
+            replays from its seed and text actions.
+        branch_actions: at most this many continuations (distinct first actions) per position;
+            positions with more legal actions draw that many of them.
+        branch_opponent: who plays the other seats of a continuation: `source` (the agents of
+            the game the position came from: a league snapshot, or the policy in self-play) or
+            `policy` (the policy itself, which takes the wins a weak move leaves it more often
+            than a hot snapshot does, so a missed block shows in the returns).
+        branch_weight: multiplies the branch turns' advantages (which are on the unit scale of
+            `mars`'s normalized returns).
         opponents: fixed agent specs added to the league (not used by the main job, whose
             scripted evaluation opponents stay out of training).
         turn_timeout_s: per decision.
@@ -138,6 +152,10 @@ class RolloutSection(_Section):
     league_size: int = Field(default=10, ge=1)
     first_snapshot_share: float = Field(default=0.5, ge=0, le=1)
     league_seat_weights: dict[str, list[float]] = Field(default_factory=dict)
+    branch_states: int = Field(default=0, ge=0)
+    branch_actions: int = Field(default=9, ge=2)
+    branch_opponent: Literal["source", "policy"] = "source"
+    branch_weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     opponents: list[str] = Field(default_factory=list)
     turn_timeout_s: float = Field(default=120.0, gt=0)
     engine_batch_size: int = Field(default=256, ge=1)
@@ -180,6 +198,14 @@ class RolloutSection(_Section):
                     f"rollout.league_seat_weights[{env_id!r}] must be weights >= 0 with a positive sum, "
                     f"one per seat, got {weights}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_branching(self) -> RolloutSection:
+        if self.branch_states and self.executor != "local":
+            raise ValueError(
+                "rollout.branch_states needs rollout.executor = 'local' (branches replay on this engine)"
+            )
         return self
 
     def self_play_share(self, step: int) -> float:

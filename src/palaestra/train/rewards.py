@@ -21,11 +21,13 @@ player per episode: its turn rewards and the exact tokens of each turn. Pure Pyt
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -164,6 +166,24 @@ class Trajectory:
     @property
     def num_trainable_tokens(self) -> int:
         return sum(sum(mask) for mask in self.loss_mask)
+
+    def head(self, turns: int) -> Trajectory:
+        """The trajectory's first `turns` turns only. A trajectory that trains only those loses
+        nothing: in a causal model later tokens cannot change the log-probs of earlier ones."""
+
+        def first(values: list[Any]) -> list[Any]:
+            return values[:turns]
+
+        return dataclasses.replace(
+            self,
+            turn_rewards=first(self.turn_rewards),
+            prompt_ids=first(self.prompt_ids),
+            token_ids=first(self.token_ids),
+            logprobs=first(self.logprobs),
+            loss_mask=first(self.loss_mask),
+            context_starts=first(self.context_starts),
+            values=first(self.values),
+        )
 
     def token_rows(self) -> list[TokenRow]:
         """One row per model context: the turns of each context laid end to end.

@@ -48,7 +48,15 @@ import torch
 
 from palaestra.core.records import Episode
 from palaestra.core.registry import make
+from palaestra.rollout.runner import episode_id
 from palaestra.train.advantages import compute_advantages, lambda_returns
+from palaestra.train.branching import (
+    BranchPoint,
+    branch_advantages,
+    branch_factories,
+    branch_points,
+    branch_returns,
+)
 from palaestra.train.checkpoint import (
     latest_checkpoint,
     load_state,
@@ -421,7 +429,7 @@ class Trainer:
         return self._seats[env_id]
 
     def _seed(self, phase: str, step: int, env_number: int) -> int:
-        base = {"sft": 1, "rl": 2}[phase]
+        base = {"sft": 1, "rl": 2, "branch": 3}[phase]
         # Each process of a multi-process run plays its own games (the main process's seeds are
         # the single-process ones).
         process = self.dist.rank * 15_485_863
@@ -446,9 +454,10 @@ class Trainer:
 
     async def _rollouts(
         self, step: int | None = None, draw: tuple[int, dict[str, Any]] | None = None
-    ) -> tuple[list[Episode], dict[str, Any]]:
+    ) -> tuple[list[Episode], list[tuple[BranchPoint, list[Episode]]], dict[str, Any]]:
         """The episodes of RL step `step` (default: the current one), with league snapshot `draw`
-        (default: drawn now)."""
+        (default: drawn now); the branch points drawn from them with their continuations; facts
+        about the rollout for the metrics."""
         rollout = self.config.rollout
         step = self.step if step is None else step
         remote = self.remote
@@ -468,28 +477,30 @@ class Trainer:
 
         snapshot_step, weights = self.league.draw(self.rng) if draw is None else draw
         league_temperature = self._league_temperature(snapshot_step)
+        league_sampling = {
+            "temperature": league_temperature,
+            "top_p": rollout.top_p,
+            "legal_retries": rollout.league_legal_retries,
+            "legal_only": rollout.league_legal_only,
+            "template": self.template.name,
+        }
         if remote is not None:
             # The workers play with the weights after `self.step` updates (a no-op when they have them).
             remote.sync_policy(self.policy.state_dict(), version=self.step)
             remote.sync_league(_plain_state_dict(weights), tag=snapshot_step)
-            league = remote.league(
-                temperature=league_temperature,
-                top_p=rollout.top_p,
-                legal_retries=rollout.league_legal_retries,
-                legal_only=rollout.league_legal_only,
-                template=self.template.name,
-            )
+            remote_league = remote.league(**league_sampling)
+
+            def league(prefix: str) -> Any:
+                return remote_league
+
         else:
             self.league_engine.model.load_state_dict(_plain_state_dict(weights), strict=True)
             self.league_engine.drop_caches()
-            league = policy_factory(
-                self.league_engine,
-                temperature=league_temperature,
-                top_p=rollout.top_p,
-                legal_retries=rollout.league_legal_retries,
-                legal_only=rollout.league_legal_only,
-                template=self.template.name,
-            )
+
+            def league(prefix: str) -> Any:
+                # Jobs that run at once repeat episode ids: each gets its own session prefix.
+                return policy_factory(self.league_engine, session_prefix=prefix, **league_sampling)
+
         jobs = []
         self_play_share = rollout.self_play_share(step)
         for env_number, env_id in enumerate(rollout.envs):
@@ -508,7 +519,6 @@ class Trainer:
                     )
                 )
             if league_games:
-                factories = {POLICY: policy(f"league{env_number}/"), LEAGUE: league}
                 weights = rollout.league_seat_weights.get(env_id)
                 # (labels, games, seed, alternate_seats) per rollout job: by default one job whose
                 # runner swaps the seats every other episode; with seat weights, one job per seat.
@@ -526,7 +536,9 @@ class Trainer:
                         for seat, games in enumerate(league_seat_counts(weights, league_games))
                         if games
                     ]
-                for labels, games, job_seed, alternate in parts:
+                for part, (labels, games, job_seed, alternate) in enumerate(parts):
+                    prefix = f"league{env_number}.{part}/"
+                    factories = {POLICY: policy(prefix), LEAGUE: league(prefix)}
                     jobs.append(
                         gather(
                             env_id,
@@ -540,20 +552,67 @@ class Trainer:
                     )
         batches = await asyncio.gather(*jobs)
         episodes = [episode for batch in batches for episode in batch]
-        return episodes, {
+        info: dict[str, Any] = {
             "league_snapshot": snapshot_step,
             "league_temperature": league_temperature,
             "self_play_share": self_play_share,
         }
+        branches: list[tuple[BranchPoint, list[Episode]]] = []
+        if rollout.branch_states:
+            started = time.perf_counter()
+            branches = await self._branches(step, episodes, policy, league)
+            info["branch_s"] = time.perf_counter() - started
+        return episodes, branches, info
+
+    async def _branches(
+        self,
+        step: int,
+        episodes: Sequence[Episode],
+        policy: Callable[[str], Any],
+        league: Callable[[str], Any],
+    ) -> list[tuple[BranchPoint, list[Episode]]]:
+        """Each env's branch points in this step's `episodes` and their continuations (one group
+        per point, all played at once)."""
+        rollout = self.config.rollout
+        jobs = []
+        points: list[BranchPoint] = []
+        for env_number, env_id in enumerate(rollout.envs):
+            rng = random.Random(self._seed("branch", step, env_number))
+            mine = [episode for episode in episodes if episode.env_id == env_id]
+            for point in branch_points(
+                mine, _is_policy, rng, states=rollout.branch_states, max_actions=rollout.branch_actions
+            ):
+                prefix = f"branch{env_number}.{len(points)}/"
+                source = point.episode
+                opponent = policy(prefix + "o/") if rollout.branch_opponent == "policy" else league(prefix)
+                factories = branch_factories(
+                    point,
+                    {POLICY: policy(prefix), LEAGUE: opponent},
+                    [episode_id(i) for i in range(len(point.actions))],
+                )
+                labels = tuple(source.agents.values())
+                jobs.append(
+                    collect(
+                        env_id,
+                        dict(source.env_options),
+                        Seating(labels=labels, factories=factories),
+                        episodes=len(point.actions),
+                        seed=source.seed,
+                        group_size=len(point.actions),
+                    )
+                )
+                points.append(point)
+        groups = await asyncio.gather(*jobs)
+        return list(zip(points, groups, strict=True))
 
     async def _rl_step(self) -> None:
         algorithm = self.config.algorithm
         started = time.perf_counter()
         if self._prefetched is not None:
-            episodes, rollout_info = await self._prefetched
+            episodes, branches, rollout_info = await self._prefetched
             self._prefetched = None
         else:
-            episodes, rollout_info = await self._rollouts()
+            episodes, branches, rollout_info = await self._rollouts()
         overlap = self.remote is not None and self.config.rollout.async_rollouts
         if overlap and self.step + 1 < self.config.train.steps:
             # The next step's rollouts play on the Ray workers during this update. The league
@@ -563,12 +622,10 @@ class Trainer:
         rollout_s = time.perf_counter() - started
         episodes, staleness = self._drop_stale(episodes)
         self.env_steps += sum(episode.num_steps for episode in episodes)
-
-        def is_policy(episode: Episode, player: str) -> bool:
-            return episode.agents.get(player) == POLICY
-
-        batch = trajectories_from_episodes(episodes, players=is_policy, config=self.config.rewards)
-        trajectories = batch.trajectories
+        self.env_steps += sum(episode.num_steps for _, group in branches for episode in group)
+        batch = trajectories_from_episodes(episodes, players=_is_policy, config=self.config.rewards)
+        branch_trajectories, branch_advantages, branch_stats = self._branch_batch(branches)
+        trajectories = batch.trajectories + branch_trajectories
         update_started = time.perf_counter()
         critic_stats: dict[str, float] = {}
         value_targets: list[list[float]] | None = None
@@ -589,7 +646,10 @@ class Trainer:
             ]
             critic_stats.update(_explained_variance(trajectories, value_targets))
             critic_stats["critic_s"] = time.perf_counter() - update_started
-        advantages = compute_advantages(trajectories, algorithm.estimator, **algorithm.estimator_options)
+        advantages = (
+            compute_advantages(batch.trajectories, algorithm.estimator, **algorithm.estimator_options)
+            + branch_advantages
+        )
 
         if overlap:
             # In a thread, so the event loop keeps streaming the next step's episodes meanwhile.
@@ -616,12 +676,56 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             **rollout_info,
             **staleness,
-            **_rollout_metrics(episodes, trajectories),
+            **_rollout_metrics(episodes, batch.trajectories),
+            **branch_stats,
             **update_stats,
         }
         if self.dist.is_main:
             _append_jsonl(self.out / METRICS_FILE, record)
         self.on_event("step", record)
+
+    def _branch_batch(
+        self, branches: Sequence[tuple[BranchPoint, list[Episode]]]
+    ) -> tuple[list[Trajectory], list[list[float]], dict[str, Any]]:
+        """The branching seat's trajectory of every continuation (only the chosen turn trains) and
+        its per-turn advantages: the branch advantage on the chosen turn, 0 elsewhere."""
+        if not branches:
+            return [], [], {}
+        gamma = float(self.config.algorithm.estimator_options.get("gamma", 1.0))
+        weight = self.config.rollout.branch_weight
+        trajectories: list[Trajectory] = []
+        turns: list[int] = []
+        groups: list[list[float]] = []
+        for point, group in branches:
+            branch_turn = point.branch_turn
+
+            def chose(episode: Episode, player: str, seat: str = point.player) -> bool:
+                return player == seat
+
+            found = trajectories_from_episodes(group, players=chose, config=self.config.rewards).trajectories
+            # A continuation that failed (error, timeout) or ended before the branch drops out.
+            found = [t for t in found if t.num_turns > branch_turn]
+            groups.append([branch_returns(t.turn_rewards, branch_turn, gamma) for t in found])
+            # Cut after the chosen turn: the rest of the game is not trained and would only
+            # lengthen the rows.
+            trajectories += [t.head(branch_turn + 1) for t in found]
+            turns += [branch_turn] * len(found)
+        advantages: list[list[float]] = []
+        flat = [a for group in branch_advantages(groups) for a in group]
+        for trajectory, turn, advantage in zip(trajectories, turns, flat, strict=True):
+            per_turn = [0.0] * trajectory.num_turns
+            per_turn[turn] = weight * advantage
+            advantages.append(per_turn)
+        return (
+            trajectories,
+            advantages,
+            {
+                "branch_points": len(branches),
+                "branch_episodes": sum(len(group) for _, group in branches),
+                # The share of positions whose continuations disagreed: the ones that teach anything.
+                "branch_informative": float(np.mean([np.ptp(g) > 1e-9 if g else False for g in groups])),
+            },
+        )
 
     def _drop_stale(self, episodes: list[Episode]) -> tuple[list[Episode], dict[str, Any]]:
         """Keep the episodes whose policy weights lag at most `rollout.max_staleness` updates behind
@@ -991,6 +1095,10 @@ def _prompt_key(row: Any) -> tuple[int, ...]:
     """
     first_target = row.loss_mask.index(1) if 1 in row.loss_mask else len(row.loss_mask)
     return tuple(row.input_ids[:first_target])
+
+
+def _is_policy(episode: Episode, player: str) -> bool:
+    return episode.agents.get(player) == POLICY
 
 
 def league_seat_counts(weights: list[float], games: int) -> list[int]:
