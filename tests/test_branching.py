@@ -191,3 +191,24 @@ def test_branch_point_openings_follow_each_seat() -> None:
     )
     point = BranchPoint(episode, 2, "x", ("2", "3"))
     assert point.openings() == {"x": ("1",), "o": ("5",)} and point.branch_turn == 1
+
+
+def test_trajectory_head_keeps_the_first_turns_and_their_row_prefix() -> None:
+    from palaestra.train.rewards import Trajectory
+
+    trajectory = Trajectory(
+        game="g",
+        role="x",
+        turn_rewards=[0.05, 0.05, 1.05],
+        prompt_ids=[[1, 2], [3], [4, 5]],
+        token_ids=[[6], [7], [8]],
+        logprobs=[[-0.1], [-0.2], [-0.3]],
+        loss_mask=[[0], [1], [0]],
+        context_starts=[True, False, False],
+    )
+    head = trajectory.head(2)
+    assert head.num_turns == 2 and head.turn_rewards == [0.05, 0.05]
+    (row,) = head.token_rows()
+    (full,) = trajectory.token_rows()
+    assert row.input_ids == full.input_ids[: len(row.input_ids)] == [1, 2, 6, 3, 7]
+    assert row.loss_mask == [0, 0, 0, 0, 1]

@@ -49,6 +49,12 @@ class BranchPoint:
         return {player: tuple(actions) for player, actions in openings.items()}
 
     @property
+    def seed(self) -> int:
+        """The source episode's reset seed, which every continuation replays."""
+        assert self.episode.seed is not None  # `branch_points` takes seeded episodes only
+        return self.episode.seed
+
+    @property
     def branch_turn(self) -> int:
         """The branching player's turn number (its own turns counted from 0) at the branch."""
         return sum(turn.player == self.player for turn in self.episode.turns[: self.turn_index])
@@ -63,13 +69,13 @@ def branch_points(
     max_actions: int,
 ) -> list[BranchPoint]:
     """Up to `states` positions, drawn uniformly without replacement from the policy's turns in
-    `episodes` that had two or more legal actions and a clean history (a finished episode, no
+    `episodes` that had two or more legal actions and a clean history (a finished, seeded episode, no
     refused action before the position; its own move may have been refused). At each, the
     continuations' first actions: every legal action, or `max_actions` of them drawn at random
     when there are more."""
     candidates: list[tuple[Episode, int]] = []
     for episode in episodes:
-        if episode.status != "ok":
+        if episode.status != "ok" or episode.seed is None:
             continue
         for index, turn in enumerate(episode.turns):
             if is_policy(episode, turn.player) and turn.legal_actions and len(turn.legal_actions) >= 2:
@@ -113,7 +119,7 @@ class BranchingAgent:
             decision = answer if isinstance(answer, Decision) else Decision(action=answer)
         generation = decision.generation
         if generation is not None and view.turn != trained_turn:
-            zeroed = [0] * len(generation.loss_mask)
+            zeroed = [0] * len(generation.token_ids)
             untrained = trusted(Generation, {**generation.__dict__, "loss_mask": zeroed})
             decision = dataclasses.replace(decision, generation=untrained)
         return decision

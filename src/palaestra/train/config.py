@@ -108,6 +108,10 @@ class RolloutSection(_Section):
             the game the position came from: a league snapshot, or the policy in self-play) or
             `policy` (the policy itself, which takes the wins a weak move leaves it more often
             than a hot snapshot does, so a missed block shows in the returns).
+        branch_temperature: the policy's sampling temperature in continuations after the chosen
+            move (and the opponent's with `branch_opponent = "policy"`); default `temperature`.
+            0 makes a continuation the greedy policy's own verdict on the move, without the
+            sampling noise of the rest of the game.
         branch_weight: multiplies the branch turns' advantages (which are on the unit scale of
             `mars`'s normalized returns).
         opponents: fixed agent specs added to the league (not used by the main job, whose
@@ -155,6 +159,7 @@ class RolloutSection(_Section):
     branch_states: int = Field(default=0, ge=0)
     branch_actions: int = Field(default=9, ge=2)
     branch_opponent: Literal["source", "policy"] = "source"
+    branch_temperature: float | None = Field(default=None, ge=0)
     branch_weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     opponents: list[str] = Field(default_factory=list)
     turn_timeout_s: float = Field(default=120.0, gt=0)

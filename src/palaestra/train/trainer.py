@@ -136,7 +136,9 @@ class Trainer:
         self.dist = Distributed.from_environment(cpu=config.model.device == "cpu")
         self.remote: Any = None
         """`RayRollouts` when rollouts run on Ray workers."""
-        self._prefetched: asyncio.Task[tuple[list[Episode], dict[str, Any]]] | None = None
+        self._prefetched: (
+            asyncio.Task[tuple[list[Episode], list[tuple[BranchPoint, list[Episode]]], dict[str, Any]]] | None
+        ) = None
         self.stale_dropped = 0
 
     # ----- set-up -------------------------------------------------------------------------------
@@ -463,9 +465,9 @@ class Trainer:
         remote = self.remote
         gather: Any = collect if remote is None else remote.collect
 
-        def policy(prefix: str) -> Any:
+        def policy(prefix: str, temperature: float = rollout.temperature) -> Any:
             sampling = {
-                "temperature": rollout.temperature,
+                "temperature": temperature,
                 "top_p": rollout.top_p,
                 "max_new_tokens": rollout.max_new_tokens,
                 "session_prefix": prefix,
@@ -568,12 +570,15 @@ class Trainer:
         self,
         step: int,
         episodes: Sequence[Episode],
-        policy: Callable[[str], Any],
+        policy: Callable[[str, float], Any],
         league: Callable[[str], Any],
     ) -> list[tuple[BranchPoint, list[Episode]]]:
         """Each env's branch points in this step's `episodes` and their continuations (one group
         per point, all played at once)."""
         rollout = self.config.rollout
+        continuation = rollout.branch_temperature
+        if continuation is None:
+            continuation = rollout.temperature
         jobs = []
         points: list[BranchPoint] = []
         for env_number, env_id in enumerate(rollout.envs):
@@ -584,10 +589,13 @@ class Trainer:
             ):
                 prefix = f"branch{env_number}.{len(points)}/"
                 source = point.episode
-                opponent = policy(prefix + "o/") if rollout.branch_opponent == "policy" else league(prefix)
+                if rollout.branch_opponent == "policy":
+                    opponent = policy(prefix + "o/", continuation)
+                else:
+                    opponent = league(prefix)
                 factories = branch_factories(
                     point,
-                    {POLICY: policy(prefix), LEAGUE: opponent},
+                    {POLICY: policy(prefix, continuation), LEAGUE: opponent},
                     [episode_id(i) for i in range(len(point.actions))],
                 )
                 labels = tuple(source.agents.values())
@@ -597,7 +605,7 @@ class Trainer:
                         dict(source.env_options),
                         Seating(labels=labels, factories=factories),
                         episodes=len(point.actions),
-                        seed=source.seed,
+                        seed=point.seed,
                         group_size=len(point.actions),
                     )
                 )
