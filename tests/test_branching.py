@@ -212,3 +212,19 @@ def test_trajectory_head_keeps_the_first_turns_and_their_row_prefix() -> None:
     (full,) = trajectory.token_rows()
     assert row.input_ids == full.input_ids[: len(row.input_ids)] == [1, 2, 6, 3, 7]
     assert row.loss_mask == [0, 0, 0, 0, 1]
+
+
+def test_branching_config_errors_are_one_line() -> None:
+    from palaestra.train.config import ConfigError, parse_config
+
+    assert parse_config({}, {"rollout.branch_states": 8}).rollout.branch_opponent == "source"
+    cases = {
+        "rollout.branch_states needs rollout.executor = 'local'": {"rollout.executor": "ray"},
+        "does not work with a critic": {"algorithm.value_coef": 0.5},
+        "branch_actions": {"rollout.branch_actions": 1},
+        "branch_opponent": {"rollout.branch_opponent": "random"},
+    }
+    for message, override in cases.items():
+        with pytest.raises(ConfigError, match=message) as caught:
+            parse_config({}, {"rollout.branch_states": 8, **override})
+        assert "\n" not in str(caught.value)

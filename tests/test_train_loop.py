@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from palaestra.train.config import ConfigError, default_config_path, load_config, parse_config
 from palaestra.train.trainer import Trainer, TrainError, league_seat_counts
 
-TIMING_KEYS = {"time_s", "cpu_s", "rollout_s", "update_s", "critic_s", "seconds"}
+TIMING_KEYS = {"time_s", "cpu_s", "rollout_s", "update_s", "critic_s", "branch_s", "seconds"}
 
 
 def tiny_overrides(out: Path, **extra: Any) -> dict[str, Any]:
@@ -171,6 +171,16 @@ def test_branch_continuations_replay_the_opening_and_train_only_the_chosen_move(
         assert len(per_turn) == trajectory.num_turns
         assert sum(any(mask) for mask in trajectory.loss_mask) == 1
     assert trajectories_from_episodes([g for _, group in branches for g in group])
+
+
+def test_training_with_branches_updates_on_them_and_logs_them(tmp_path: Path) -> None:
+    branching = {"train.steps": 2, "sft.steps": 1, "model.template": "board", "rollout.branch_states": 3}
+    Trainer(parse_config({}, tiny_overrides(tmp_path / "run", **branching))).run()
+    steps = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["phase"] == "rl"]
+    assert [r["step"] for r in steps] == [1, 2]
+    for record in steps:
+        assert record["branch_points"] == 3 and record["branch_episodes"] >= 6 and record["branch_s"] > 0
+        assert 0.0 <= record["branch_informative"] <= 1.0 and record["rows"] > 0
 
 
 def test_league_legal_only_opponents_never_play_an_illegal_move(tmp_path: Path) -> None:

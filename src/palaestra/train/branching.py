@@ -60,6 +60,10 @@ class BranchPoint:
         return sum(turn.player == self.player for turn in self.episode.turns[: self.turn_index])
 
 
+BranchGroup = tuple[BranchPoint, list[Episode]]
+"""A branch point and its continuations, one per first action, in the same order."""
+
+
 def branch_points(
     episodes: Sequence[Episode],
     is_policy: Callable[[Episode, str], bool],

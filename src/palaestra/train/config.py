@@ -101,7 +101,11 @@ class RolloutSection(_Section):
             group of continuations is played, one per first action, whose chosen turns train
             with a group-relative advantage (`palaestra.train.branching`). Needs the local
             executor and an engine that constrains decoding (tiny, `hf:`), and an env that
-            replays from its seed and text actions.
+            replays from its seed and text actions. Keep the branch turns a minority of the
+            batch's trained tokens: each position's advantages sum to zero, so they never sharpen
+            the policy, and beside too few ordinary games the entropy bonus wins (measured: 64
+            positions, about 520 continuations, beside 64 games drove the policy to 4.4 nats per
+            token and 97% illegal moves by step 60; docs/benchmarks.md, session 9).
         branch_actions: at most this many continuations (distinct first actions) per position;
             positions with more legal actions draw that many of them.
         branch_opponent: who plays the other seats of a continuation: `source` (the agents of
@@ -341,6 +345,12 @@ class TrainConfig(_Section):
         if "gae_lambda" in self.algorithm.estimator_options and self.algorithm.value_coef <= 0:
             raise ValueError(
                 "algorithm.estimator_options.gae_lambda needs a critic: set algorithm.value_coef > 0"
+            )
+        if self.rollout.branch_states and self.algorithm.value_coef > 0:
+            # A branch trajectory is cut after its chosen turn, so its later returns, which the
+            # critic would regress onto, are gone.
+            raise ValueError(
+                "rollout.branch_states does not work with a critic (algorithm.value_coef > 0) yet"
             )
         return self
 

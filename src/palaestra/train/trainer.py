@@ -4,7 +4,9 @@ One RL step, top to bottom (`Trainer._rl_step`):
 
 1. **Rollouts** through the ordinary episode runner on the local engine that holds the live
    weights: self-play games (the policy in every seat; each seat's side is its own trajectory)
-   and league games (a frozen snapshot of the policy in one seat).
+   and league games (a frozen snapshot of the policy in one seat). With `rollout.branch_states`,
+   then branch continuations from positions of those games (`train.branching`): only their
+   chosen turn trains, with a group-relative advantage instead of the estimator's.
 2. **Turn rewards** from the records (`rewards.turn_rewards`: the env's reward, +valid-action
    bonus, draw value, the env's MARS penalty), one per turn of each policy trajectory.
 3. **Advantages** per turn by the configured estimator (`mars`: turn returns normalized per game
@@ -51,6 +53,7 @@ from palaestra.core.registry import make
 from palaestra.rollout.runner import episode_id
 from palaestra.train.advantages import compute_advantages, lambda_returns
 from palaestra.train.branching import (
+    BranchGroup,
     BranchPoint,
     branch_advantages,
     branch_factories,
@@ -136,9 +139,7 @@ class Trainer:
         self.dist = Distributed.from_environment(cpu=config.model.device == "cpu")
         self.remote: Any = None
         """`RayRollouts` when rollouts run on Ray workers."""
-        self._prefetched: (
-            asyncio.Task[tuple[list[Episode], list[tuple[BranchPoint, list[Episode]]], dict[str, Any]]] | None
-        ) = None
+        self._prefetched: asyncio.Task[tuple[list[Episode], list[BranchGroup], dict[str, Any]]] | None = None
         self.stale_dropped = 0
 
     # ----- set-up -------------------------------------------------------------------------------
@@ -456,7 +457,7 @@ class Trainer:
 
     async def _rollouts(
         self, step: int | None = None, draw: tuple[int, dict[str, Any]] | None = None
-    ) -> tuple[list[Episode], list[tuple[BranchPoint, list[Episode]]], dict[str, Any]]:
+    ) -> tuple[list[Episode], list[BranchGroup], dict[str, Any]]:
         """The episodes of RL step `step` (default: the current one), with league snapshot `draw`
         (default: drawn now); the branch points drawn from them with their continuations; facts
         about the rollout for the metrics."""
@@ -559,7 +560,7 @@ class Trainer:
             "league_temperature": league_temperature,
             "self_play_share": self_play_share,
         }
-        branches: list[tuple[BranchPoint, list[Episode]]] = []
+        branches: list[BranchGroup] = []
         if rollout.branch_states:
             started = time.perf_counter()
             branches = await self._branches(step, episodes, policy, league)
@@ -572,7 +573,7 @@ class Trainer:
         episodes: Sequence[Episode],
         policy: Callable[[str, float], Any],
         league: Callable[[str], Any],
-    ) -> list[tuple[BranchPoint, list[Episode]]]:
+    ) -> list[BranchGroup]:
         """Each env's branch points in this step's `episodes` and their continuations (one group
         per point, all played at once)."""
         rollout = self.config.rollout
@@ -654,9 +655,11 @@ class Trainer:
             ]
             critic_stats.update(_explained_variance(trajectories, value_targets))
             critic_stats["critic_s"] = time.perf_counter() - update_started
+        # The estimator sees the ordinary games only (with the critic's values, when there is one);
+        # the branch turns come with their own advantages.
+        played = trajectories[: len(batch.trajectories)]
         advantages = (
-            compute_advantages(batch.trajectories, algorithm.estimator, **algorithm.estimator_options)
-            + branch_advantages
+            compute_advantages(played, algorithm.estimator, **algorithm.estimator_options) + branch_advantages
         )
 
         if overlap:
@@ -693,7 +696,7 @@ class Trainer:
         self.on_event("step", record)
 
     def _branch_batch(
-        self, branches: Sequence[tuple[BranchPoint, list[Episode]]]
+        self, branches: Sequence[BranchGroup]
     ) -> tuple[list[Trajectory], list[list[float]], dict[str, Any]]:
         """The branching seat's trajectory of every continuation (only the chosen turn trains) and
         its per-turn advantages: the branch advantage on the chosen turn, 0 elsewhere."""
