@@ -295,7 +295,13 @@ def test_an_old_schema_is_rebuilt(tmp_path: Path) -> None:
 
 line_kind = st.one_of(
     st.tuples(st.just("ok"), st.floats(-3, 3, allow_nan=False), st.floats(-3, 3, allow_nan=False)),
-    st.tuples(st.just("garbage"), st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=40)),
+    # Any text a file can hold (lone surrogates cannot be written as UTF-8), never a line break.
+    st.tuples(
+        st.just("garbage"),
+        st.text(
+            alphabet=st.characters(blacklist_characters="\n\r", blacklist_categories=("Cs",)), max_size=40
+        ),
+    ),
     st.tuples(st.just("cut"), st.integers(1, 150)),
     st.tuples(st.just("error")),
 )
