@@ -39,6 +39,17 @@ def test_branch_advantages_hand_computed() -> None:
     assert branch_advantages([]) == []
 
 
+def test_policy_weighted_branch_advantages_hand_computed() -> None:
+    # Returns 1 and -1, the policy plays them 3:1: V = 0.5, centred 0.5 and -1.5 (std 1), then
+    # times K·w = 2·0.75 and 2·0.25: the on-policy gradient's weights, still summing to zero.
+    assert branch_advantages([[1.0, -1.0]], [[0.3, 0.1]])[0] == pytest.approx([0.75, -0.75])
+    # Uniform probabilities give the uniform advantages.
+    groups = [[1.0, -1.0, 0.2], [0.5, 0.7]]
+    uniform = branch_advantages(groups, [[0.2] * 3, [0.4] * 2])
+    for a, b in zip(uniform, branch_advantages(groups), strict=True):
+        assert a == pytest.approx(b)
+
+
 groups_strategy = st.lists(
     st.lists(st.floats(-12, 12, allow_nan=False), min_size=1, max_size=9), min_size=1, max_size=8
 )

@@ -174,7 +174,13 @@ def test_branch_continuations_replay_the_opening_and_train_only_the_chosen_move(
 
 
 def test_training_with_branches_updates_on_them_and_logs_them(tmp_path: Path) -> None:
-    branching = {"train.steps": 2, "sft.steps": 1, "model.template": "board", "rollout.branch_states": 3}
+    branching = {
+        "train.steps": 2,
+        "sft.steps": 1,
+        "model.template": "board",
+        "rollout.branch_states": 3,
+        "rollout.branch_weighting": "policy",
+    }
     Trainer(parse_config({}, tiny_overrides(tmp_path / "run", **branching))).run()
     steps = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["phase"] == "rl"]
     assert [r["step"] for r in steps] == [1, 2]

@@ -161,20 +161,41 @@ def branch_returns(turn_rewards: Sequence[float], branch_turn: int, gamma: float
     return float(np.sum(rewards * gamma ** np.arange(rewards.size)))
 
 
-def branch_advantages(groups: Sequence[Sequence[float]], eps: float = 1e-8) -> list[list[float]]:
-    """The chosen turns' advantages, from each group's branch returns: each return minus its
-    group's mean, all divided by the std of those centered values over every group together.
+def branch_advantages(
+    groups: Sequence[Sequence[float]],
+    probabilities: Sequence[Sequence[float]] | None = None,
+    eps: float = 1e-8,
+) -> list[list[float]]:
+    """The chosen turns' advantages, from each group's branch returns.
 
-    Centering per group compares moves in the same position; one scale for the whole batch
-    (not per group, as GRPO does) keeps a group whose returns differ only by a small bonus from
-    being blown up to the size of a won-or-lost group, and puts the advantages on the unit scale
-    of `mars`'s normalized returns, beside which they train. A group of one, or of equal returns,
-    gets zeros.
+    Uniform (no `probabilities`): each return minus its group's mean, all divided by the std of
+    those centred values over every group together. Centering per group compares moves in the
+    same position; one scale for the whole batch (not per group, as GRPO does) keeps a group whose
+    returns differ only by a small bonus from being blown up to the size of a won-or-lost group,
+    and puts the advantages on the unit scale of `mars`'s normalized returns, beside which they
+    train.
+
+    With `probabilities` (the policy's probability of each continuation's first move, renormalised
+    within its group to w), each return is centred on the policy's expected return in that
+    position, Σ w·Q, and the centred value is multiplied by K·w (K moves in the group): the group
+    then gives exactly the on-policy policy gradient at that position, Σ_a π(a)·(Q(a) − V)·∇log π(a),
+    counted as K turns, instead of weighing an unlikely move as much as the policy's own.
+
+    Either way each group's advantages sum to zero, and a group of one, or of equal returns, gets
+    zeros.
     """
-    centered = [np.asarray(group, dtype=np.float64) for group in groups]
-    centered = [values - values.mean() if values.size else values for values in centered]
+    returns = [np.asarray(group, dtype=np.float64) for group in groups]
+    if probabilities is None:
+        weights = [np.full(values.size, 1.0 / max(1, values.size)) for values in returns]
+    else:
+        weights = []
+        for values, chances in zip(returns, probabilities, strict=True):
+            chance = np.asarray(chances, dtype=np.float64)
+            total = float(chance.sum())
+            weights.append(chance / total if total > 0 else np.full(values.size, 1.0 / max(1, values.size)))
+    centered = [values - float(np.dot(w, values)) for values, w in zip(returns, weights, strict=True)]
     spread = np.concatenate(centered) if centered else np.zeros(0)
     scale = float(np.std(spread)) if spread.size else 0.0
     if scale < eps:
         return [[0.0] * len(group) for group in groups]
-    return [(values / scale).tolist() for values in centered]
+    return [(values.size * w * values / scale).tolist() for values, w in zip(centered, weights, strict=True)]

@@ -116,6 +116,10 @@ class RolloutSection(_Section):
             move (and the opponent's with `branch_opponent = "policy"`); default `temperature`.
             0 makes a continuation the greedy policy's own verdict on the move, without the
             sampling noise of the rest of the game.
+        branch_weighting: `uniform` (every first move's continuation weighs alike, centred on the
+            position's mean return) or `policy` (each weighted by the policy's probability of that
+            move and centred on the policy's expected return: the exact on-policy gradient at the
+            position; `branching.branch_advantages`).
         branch_weight: multiplies the branch turns' advantages (which are on the unit scale of
             `mars`'s normalized returns).
         opponents: fixed agent specs added to the league (not used by the main job, whose
@@ -164,6 +168,7 @@ class RolloutSection(_Section):
     branch_actions: int = Field(default=9, ge=2)
     branch_opponent: Literal["source", "policy"] = "source"
     branch_temperature: float | None = Field(default=None, ge=0)
+    branch_weighting: Literal["uniform", "policy"] = "uniform"
     branch_weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     opponents: list[str] = Field(default_factory=list)
     turn_timeout_s: float = Field(default=120.0, gt=0)

@@ -707,6 +707,7 @@ class Trainer:
         trajectories: list[Trajectory] = []
         turns: list[int] = []
         groups: list[list[float]] = []
+        chances: list[list[float]] = []
         for point, group in branches:
             branch_turn = point.branch_turn
 
@@ -717,12 +718,15 @@ class Trainer:
             # A continuation that failed (error, timeout) or ended before the branch drops out.
             found = [t for t in found if t.num_turns > branch_turn]
             groups.append([branch_returns(t.turn_rewards, branch_turn, gamma) for t in found])
+            # The policy's probability of each first move: its answer's log-probs, summed.
+            chances.append([math.exp(sum(t.logprobs[branch_turn] or [0.0])) for t in found])
             # Cut after the chosen turn: the rest of the game is not trained and would only
             # lengthen the rows.
             trajectories += [t.head(branch_turn + 1) for t in found]
             turns += [branch_turn] * len(found)
         advantages: list[list[float]] = []
-        flat = [a for group in branch_advantages(groups) for a in group]
+        policy_weighted = self.config.rollout.branch_weighting == "policy"
+        flat = [a for group in branch_advantages(groups, chances if policy_weighted else None) for a in group]
         for trajectory, turn, advantage in zip(trajectories, turns, flat, strict=True):
             per_turn = [0.0] * trajectory.num_turns
             per_turn[turn] = weight * advantage
