@@ -10,7 +10,8 @@ one of the position's legal actions, a different one in each continuation, and f
 game goes on as usual (the same agents as the source episode). Only that chosen turn trains; its
 advantage is its discounted return from the branch against the mean over its group
 (`branch_advantages`): a turn-level group baseline, as in turn-level GRPO and tree rollouts, where
-the group shares the position instead of the seed.
+the group shares the position instead of the seed. Optionally each move is weighted by the
+policy's probability of it, which makes the group the exact on-policy gradient at the position.
 
 The env must replay deterministically from its reset seed and the actions (true of the board
 games; the chance outcomes of card games come from the seed too), and its actions must be text
