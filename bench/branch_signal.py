@@ -25,6 +25,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from palaestra.train.branching import continuation_trajectories
 from palaestra.train.config import default_config_path, parse_config
 from palaestra.train.trainer import Trainer
 from policy_tactics import completing_cells  # the sibling bench script (bench/ is on sys.path)
@@ -77,12 +78,11 @@ def main() -> None:
             board[int(turn.action) - 1] = "X" if turn.player == "player_0" else "O"
         mark = "X" if point.player == "player_0" else "O"
         wins, blocks = completing_cells(board, mark), completing_cells(board, "OX"[mark == "O"])
-        # The continuations the trainer kept (as `_branch_batch` does), in order, and their moves.
-        kept = [
-            e for e in group if e.status == "ok" and len(e.player_turns(point.player)) > point.branch_turn
-        ]
+        # The continuations the trainer kept, in order, and the move each played at the branch.
+        kept = continuation_trajectories(point, group)
+        by_id = {episode.id: episode for episode in group}
         chosen = [per_turn[point.branch_turn] for per_turn in advantages[start : start + len(kept)]]
-        cells = [int(str(e.turns[point.turn_index].action)) - 1 for e in kept]
+        cells = [int(str(by_id[t.episode_id].turns[point.turn_index].action)) - 1 for t in kept]
         start += len(kept)
         kind, good = ("win at once", wins) if wins else ("block", blocks) if blocks else (None, set())
         if kind is None or not chosen:

@@ -29,6 +29,7 @@ import numpy as np
 
 from palaestra.agents.base import Agent, AgentFactory, AgentView, Decision
 from palaestra.core.records import Episode, Generation, trusted
+from palaestra.train.rewards import RewardConfig, Trajectory, trajectories_from_episodes
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,17 @@ def branch_factories(
         return lambda: BranchingAgent(factory(), plan)
 
     return {label: wrap(factory) for label, factory in factories.items()}
+
+
+def continuation_trajectories(
+    point: BranchPoint, group: Sequence[Episode], config: RewardConfig | None = None
+) -> list[Trajectory]:
+    """The branching seat's trajectory of each continuation in `group`, in order, leaving out
+    those that failed (error, timeout) or ended before the branch."""
+    found = trajectories_from_episodes(
+        group, players=lambda episode, player: player == point.player, config=config
+    ).trajectories
+    return [trajectory for trajectory in found if trajectory.num_turns > point.branch_turn]
 
 
 def branch_returns(turn_rewards: Sequence[float], branch_turn: int, gamma: float = 1.0) -> float:

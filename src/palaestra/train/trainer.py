@@ -59,6 +59,7 @@ from palaestra.train.branching import (
     branch_factories,
     branch_points,
     branch_returns,
+    continuation_trajectories,
 )
 from palaestra.train.checkpoint import (
     latest_checkpoint,
@@ -522,11 +523,11 @@ class Trainer:
                     )
                 )
             if league_games:
-                weights = rollout.league_seat_weights.get(env_id)
+                seat_weights = rollout.league_seat_weights.get(env_id)
                 # (labels, games, seed, alternate_seats) per rollout job: by default one job whose
                 # runner swaps the seats every other episode; with seat weights, one job per seat.
                 parts: list[tuple[tuple[str, ...], int, int, bool]]
-                if weights is None:
+                if seat_weights is None:
                     parts = [((POLICY, *([LEAGUE] * (players - 1))), league_games, seed + 500_000, True)]
                 else:
                     parts = [
@@ -536,7 +537,7 @@ class Trainer:
                             seed + 500_000 + 100_000 * (seat + 1),
                             False,
                         )
-                        for seat, games in enumerate(league_seat_counts(weights, league_games))
+                        for seat, games in enumerate(league_seat_counts(seat_weights, league_games))
                         if games
                     ]
                 for part, (labels, games, job_seed, alternate) in enumerate(parts):
@@ -705,32 +706,22 @@ class Trainer:
         gamma = float(self.config.algorithm.estimator_options.get("gamma", 1.0))
         weight = self.config.rollout.branch_weight
         trajectories: list[Trajectory] = []
-        turns: list[int] = []
         groups: list[list[float]] = []
         chances: list[list[float]] = []
         for point, group in branches:
             branch_turn = point.branch_turn
-
-            def chose(episode: Episode, player: str, seat: str = point.player) -> bool:
-                return player == seat
-
-            found = trajectories_from_episodes(group, players=chose, config=self.config.rewards).trajectories
-            # A continuation that failed (error, timeout) or ended before the branch drops out.
-            found = [t for t in found if t.num_turns > branch_turn]
+            found = continuation_trajectories(point, group, self.config.rewards)
             groups.append([branch_returns(t.turn_rewards, branch_turn, gamma) for t in found])
             # The policy's probability of each first move: its answer's log-probs, summed.
             chances.append([math.exp(sum(t.logprobs[branch_turn] or [0.0])) for t in found])
-            # Cut after the chosen turn: the rest of the game is not trained and would only
-            # lengthen the rows.
+            # Cut after the chosen turn (now each trajectory's last): the rest of the game is not
+            # trained and would only lengthen the rows.
             trajectories += [t.head(branch_turn + 1) for t in found]
-            turns += [branch_turn] * len(found)
         advantages: list[list[float]] = []
         policy_weighted = self.config.rollout.branch_weighting == "policy"
         flat = [a for group in branch_advantages(groups, chances if policy_weighted else None) for a in group]
-        for trajectory, turn, advantage in zip(trajectories, turns, flat, strict=True):
-            per_turn = [0.0] * trajectory.num_turns
-            per_turn[turn] = weight * advantage
-            advantages.append(per_turn)
+        for trajectory, advantage in zip(trajectories, flat, strict=True):
+            advantages.append([0.0] * (trajectory.num_turns - 1) + [weight * advantage])
         return (
             trajectories,
             advantages,
