@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from palaestra.agents.llm import trained_env_options
 from palaestra.envs.games.tic_tac_toe import LINES
 from palaestra.rollout.runner import RunConfig, iter_episodes, run_sync
 
@@ -42,7 +43,11 @@ def tactics(model: Path, seat: int, games: int, seed: int) -> dict[str, int]:
     me, mark, theirs = f"player_{seat}", "XO"[seat], "OX"[seat]
     counts = dict(wins=0, draws=0, losses=0, win_chances=0, wins_taken=0, block_needs=0, blocks_made=0)
     with tempfile.TemporaryDirectory() as folder:
-        run_sync(RunConfig(env_id="tic_tac_toe-v0", agents=agents, episodes=games, seed=seed), folder)
+        options = trained_env_options(model, "tic_tac_toe-v0")  # e.g. the board's perspective
+        config = RunConfig(
+            env_id="tic_tac_toe-v0", env_options=options, agents=agents, episodes=games, seed=seed
+        )
+        run_sync(config, folder)
         for episode in iter_episodes(Path(folder) / "episodes.jsonl"):
             board = [" "] * 9
             for turn in episode.turns:

@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from palaestra.agents.llm import trained_env_options
 from palaestra.rollout.runner import RunConfig, iter_episodes, run_sync
 
 
@@ -30,7 +31,11 @@ def non_loss(model: Path, seat: int, *, temperature: float, games: int, seed: in
         agents.reverse()
     player = f"player_{seat}"
     with tempfile.TemporaryDirectory() as folder:
-        run_sync(RunConfig(env_id="tic_tac_toe-v0", agents=agents, episodes=games, seed=seed), folder)
+        options = trained_env_options(model, "tic_tac_toe-v0")  # e.g. the board's perspective
+        config = RunConfig(
+            env_id="tic_tac_toe-v0", env_options=options, agents=agents, episodes=games, seed=seed
+        )
+        run_sync(config, folder)
         episodes = list(iter_episodes(Path(folder) / "episodes.jsonl"))
     survived = sum(1 for episode in episodes if episode.returns.get(player, 0.0) > -0.5)
     return 100.0 * survived / len(episodes)

@@ -186,6 +186,30 @@ def test_connect_four_board_text() -> None:
     assert "You are" not in env.render() and ". . . O . . ." in env.render()
 
 
+def test_tic_tac_toe_player_perspective_shows_own_marks_as_m() -> None:
+    env = make("tic_tac_toe-v0", perspective="player")
+    step = env.reset(seed=0)
+    intro = step.observations["player_0"][1].content or ""
+    assert "You play X and move first. The board shows your marks as M and your opponent's as T." in intro
+    step = env.step({"player_0": "1"})
+    intro, turn = (m.content or "" for m in step.observations["player_1"][1:])
+    assert "You play O and move second. The board shows your marks as M" in intro
+    assert "GAME STATE:\nT | 2 | 3\n" in turn and "You are" not in turn
+    step = env.step({"player_1": "5"})
+    turn = step.observations["player_0"][-1].content or ""
+    assert "GAME STATE:\nM | 2 | 3\n---------\n4 | T | 6\n" in turn and "You are" not in turn
+    # Same positions, same legal moves and outcome as the absolute view; only the text differs.
+    assert env.legal_actions("player_0") == ["2", "3", "4", "6", "7", "8", "9"]
+    assert "X | 2 | 3\n---------\n4 | O | 6" in env.render()
+    for move in "2397":
+        step = env.step({step.to_act[0]: move})
+    assert step.done and step.info["winner"] == "player_1"
+    final = step.observations["player_0"][0].content or ""
+    assert "X | X | O\n---------\n4 | O | 6\n---------\nO | 8 | X" in final
+    with pytest.raises(ValueError, match="perspective must be 'absolute' or 'player'"):
+        make("tic_tac_toe-v0", perspective="mine")
+
+
 @pytest.mark.parametrize("env_id", GAME_IDS)
 @pytest.mark.parametrize("policy", [{}, {"invalid_action": "retry", "retries": 2}])
 def test_check_env_passes(env_id: str, policy: dict[str, Any]) -> None:

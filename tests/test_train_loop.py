@@ -302,6 +302,38 @@ def test_board_template_is_used_everywhere_and_recorded_in_the_final_model(
     assert any(first_prompt in prompt for prompt in prompts)
 
 
+def test_env_options_reach_every_game_and_the_final_model_records_them(tmp_path: Path) -> None:
+    """tic-tac-toe's player perspective in training, league and evaluation games; the final model
+    says so (`trained_env_options`), so benches can play it the way it was trained."""
+    from palaestra.agents.llm import trained_env_options
+
+    options = {"tic_tac_toe-v0": {"penalty": 1.0, "perspective": "player"}}
+    run = tmp_path / "run"
+    overrides = {"train.steps": 1, "sft.steps": 1, "model.template": "board", "rollout.env_options": options}
+    Trainer(parse_config({}, tiny_overrides(run, **overrides))).run()
+    assert trained_env_options(run / "final", "tic_tac_toe-v0") == options["tic_tac_toe-v0"]
+    assert trained_env_options(run / "final", "kuhn_poker-v0") == {}
+    assert trained_env_options(tmp_path / "nowhere", "tic_tac_toe-v0") == {}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run / "final")
+    # The policy second against a legal-only league: its first prompt shows the league's mark.
+    second = {"rollout.league_seat_weights": {"tic_tac_toe-v0": [0, 1]}, "rollout.league_legal_only": True}
+    episodes = league_rollouts(tmp_path / "rollouts", **overrides, **second)
+    prompts = [
+        tokenizer.decode(turn.generation.prompt_ids)
+        for episode in episodes
+        for turn in episode.turns
+        if turn.generation is not None and turn.player == "player_1"
+    ]
+    firsts = [
+        tokenizer.decode(next(t for t in e.turns if t.player == "player_1").generation.prompt_ids)
+        for e in episodes
+    ]
+    assert len(firsts) >= 12 and all(prompt.count("T") == 1 and "M" not in prompt for prompt in firsts)
+    assert not any("You are" in prompt or "X" in prompt or "O" in prompt for prompt in prompts)
+
+
 def test_existing_run_needs_resume(tmp_path: Path) -> None:
     config = parse_config({}, tiny_overrides(tmp_path / "run", **{"train.steps": 1, "sft.steps": 0}))
     Trainer(config).run()
@@ -348,7 +380,7 @@ def test_overrides_reach_into_tables_and_leave_the_file_data_alone() -> None:
         parse_config({"train": {"steps": 3}}, {"train.steps.x": 1})
     with pytest.raises(ConfigError, match=r"must look like section\.key"):
         parse_config({}, {"train..steps": 1})
-    with pytest.raises(ConfigError, match="gae_lambda needs a critic"):
+    with pytest.raises(ConfigError, match=r"gae_lambda needs a critic: set algorithm\.value_coef > 0 or"):
         parse_config({}, {"algorithm.estimator_options.gae_lambda": 0.9})
 
 
@@ -481,3 +513,37 @@ def test_critic_trains_and_resumes_with_identical_next_step(tmp_path: Path) -> N
     shutil.rmtree(run / "checkpoints" / "step_000003")
     with pytest.raises(TrainError, match=r"with a critic; resume with algorithm\.value_coef > 0"):
         Trainer(parse_config({}, tiny_overrides(run, **{"train.steps": 3})), resume=True).run()
+
+
+def test_value_table_fills_the_baseline_and_resumes_with_identical_next_step(tmp_path: Path) -> None:
+    """The lookup-table critic: its values reach mars (gae_lambda), it learns from each step, it is
+    in the checkpoint, and a run resumed from step 2 redoes step 3 exactly."""
+    import shutil
+
+    import torch
+
+    table = {
+        "train.steps": 3,
+        "sft.steps": 1,
+        "algorithm.value_table": True,
+        "algorithm.estimator_options": {"gae_lambda": 1.0, "gamma": 0.8},
+    }
+    run = tmp_path / "run"
+    Trainer(parse_config({}, tiny_overrides(run, **table))).run()
+    rl = [m for m in read_jsonl(run / "metrics.jsonl") if m["phase"] == "rl"]
+    assert rl[0]["value_table/seen"] == 0.0 and rl[0]["value_table/states"] == 0
+    # (An untrained policy mostly ends its games at the first move: few distinct positions yet.)
+    assert rl[-1]["value_table/seen"] > 0 and rl[-1]["value_table/states"] >= rl[1]["value_table/states"] >= 1
+    state = torch.load(run / "checkpoints" / "step_000002" / "trainer_state.pt", weights_only=False)
+    assert len(state["value_table"]["states"]) == rl[2]["value_table/states"]
+
+    shutil.rmtree(run / "checkpoints" / "step_000003")
+    Trainer(parse_config({}, tiny_overrides(run, **table)), resume=True).run()
+    again = [without_timing(m) for m in read_jsonl(run / "metrics.jsonl") if m["phase"] == "rl"]
+    assert [m["step"] for m in again] == [1, 2, 3]
+    assert again[2] == without_timing(rl[2])
+
+    with pytest.raises(ConfigError, match="two critics"):
+        parse_config({}, {**table, "algorithm.value_coef": 0.5})
+    with pytest.raises(ConfigError, match="value_table: its values are read by mars's gae_lambda"):
+        parse_config({}, {"algorithm.value_table": True})

@@ -240,6 +240,20 @@ def template_for_model(model: str | Model) -> PromptTemplate:
     return TEMPLATES["mars"]
 
 
+def trained_env_options(folder: str | Path, env_id: str) -> dict[str, Any]:
+    """The env options a model folder written by `palaestra train` was trained with (its
+    config.json says so), e.g. tic-tac-toe's `perspective`; {} for any other folder. Play it with
+    the same options: a policy trained on one view of the board misreads another."""
+    try:
+        config = json.loads((Path(folder).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    marker = config.get("palaestra") if isinstance(config, dict) else None
+    options = marker.get("env_options", {}) if isinstance(marker, dict) else {}
+    found = options.get(env_id) if isinstance(options, dict) else None
+    return dict(found) if isinstance(found, dict) else {}
+
+
 class LLMAgent:
     """An agent that asks a model, one session per episode and player.
 

@@ -253,6 +253,13 @@ class AlgorithmSection(_Section):
             values fill `Trajectory.values`, which `mars` with `gae_lambda` reads.
         value_lr: the value head's learning rate (default: `lr`), on the same schedule. A head
             that starts at zero and moves at a small policy rate lags the returns for many steps.
+        value_table: a lookup-table critic instead (`palaestra.train.value_table`): V(s) is the
+            running mean of the λ-returns that followed the turn's exact token context, shrunk
+            towards the mean of its (game, seat, turn number) while it has few visits. For envs
+            whose positions recur (board games); it fills the same `Trajectory.values`.
+        value_table_rate: the table's smallest step size (a running mean, then this moving
+            average, so it follows a changing policy).
+        value_table_prior: visits' worth of weight on the coarse mean in V(s).
     """
 
     estimator: str = "mars"
@@ -271,6 +278,9 @@ class AlgorithmSection(_Section):
     minibatches: int = Field(default=1, ge=1)
     value_coef: float = Field(default=0.0, ge=0)
     value_lr: float | None = Field(default=None, gt=0)
+    value_table: bool = False
+    value_table_rate: float = Field(default=0.05, gt=0, le=1)
+    value_table_prior: float = Field(default=4.0, ge=0)
 
 
 class EvalSection(_Section):
@@ -347,9 +357,18 @@ class TrainConfig(_Section):
             ESTIMATORS[self.algorithm.estimator]([], **self.algorithm.estimator_options)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"algorithm.estimator_options: {exc}") from None
-        if "gae_lambda" in self.algorithm.estimator_options and self.algorithm.value_coef <= 0:
+        critic = self.algorithm.value_coef > 0
+        if critic and self.algorithm.value_table:
+            raise ValueError("algorithm.value_table and value_coef > 0 are two critics; choose one")
+        if "gae_lambda" in self.algorithm.estimator_options and not (critic or self.algorithm.value_table):
             raise ValueError(
-                "algorithm.estimator_options.gae_lambda needs a critic: set algorithm.value_coef > 0"
+                "algorithm.estimator_options.gae_lambda needs a critic: set algorithm.value_coef > 0 "
+                "or algorithm.value_table = true"
+            )
+        if self.algorithm.value_table and "gae_lambda" not in self.algorithm.estimator_options:
+            raise ValueError(
+                "algorithm.value_table: its values are read by mars's gae_lambda option; set "
+                "algorithm.estimator_options.gae_lambda (1.0: each return against its position's value)"
             )
         if self.rollout.branch_states and self.algorithm.value_coef > 0:
             # A branch trajectory is cut after its chosen turn, so its later returns, which the

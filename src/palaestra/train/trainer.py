@@ -75,6 +75,7 @@ from palaestra.train.forward import TrainBatch, TrainRow, minibatch_indices, tok
 from palaestra.train.losses import importance_ratio_stats, ppo_objective
 from palaestra.train.rewards import Trajectory, trajectories_from_episodes
 from palaestra.train.rollouts import League, Seating, collect, policy_factory, teacher_factory
+from palaestra.train.value_table import ValueTable
 
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.jsonl"
@@ -202,16 +203,15 @@ class Trainer:
         )
         self.policy = self.engine.model
         chosen = self.config.model.template
-        if chosen == "auto":
-            self.template = template_for_model(self.engine)
-        else:
-            self.template = TEMPLATES[chosen]
-            # Checkpoints and the final model say which template they were trained with.
-            marker = getattr(self.policy.config, "palaestra", None)
-            self.policy.config.palaestra = {
-                **(marker if isinstance(marker, dict) else {}),
-                "prompt_template": chosen,
-            }
+        self.template = template_for_model(self.engine) if chosen == "auto" else TEMPLATES[chosen]
+        # Checkpoints and the final model say which template and env options they were trained
+        # with (`trained_env_options` reads the latter back).
+        marker = getattr(self.policy.config, "palaestra", None)
+        self.policy.config.palaestra = {
+            **(marker if isinstance(marker, dict) else {}),
+            **({} if chosen == "auto" else {"prompt_template": chosen}),
+            "env_options": self.config.rollout.env_options,
+        }
         if self.config.model.lora:
             self._wrap_lora()
         self.reference = None
@@ -230,6 +230,11 @@ class Trainer:
             torch.nn.init.zeros_(self.value_head.weight)
             torch.nn.init.zeros_(self.value_head.bias)
         algorithm = self.config.algorithm
+        self.value_table = (
+            ValueTable(rate=algorithm.value_table_rate, prior=algorithm.value_table_prior)
+            if algorithm.value_table
+            else None
+        )
         groups: list[dict[str, Any]] = [
             {"params": [p for p in self.policy.parameters() if p.requires_grad], "base_lr": algorithm.lr}
         ]
@@ -656,12 +661,19 @@ class Trainer:
             ]
             critic_stats.update(_explained_variance(trajectories, value_targets))
             critic_stats["critic_s"] = time.perf_counter() - update_started
+        table_targets: list[list[float]] = []
+        if self.value_table is not None:
+            trajectories, table_targets, table_stats = self._table_values(batch.trajectories)
+            trajectories += branch_trajectories
+            critic_stats.update(table_stats)
         # The estimator sees the ordinary games only (with the critic's values, when there is one);
         # the branch turns come with their own advantages.
         played = trajectories[: len(batch.trajectories)]
         advantages = (
             compute_advantages(played, algorithm.estimator, **algorithm.estimator_options) + branch_advantages
         )
+        if self.value_table is not None:
+            self.value_table.update(played, table_targets)  # after reading: no turn is its own baseline
 
         if overlap:
             # In a thread, so the event loop keeps streaming the next step's episodes meanwhile.
@@ -757,6 +769,24 @@ class Trainer:
             "weight_lag_mean": float(np.mean(lags)) if lags else 0.0,
             "weight_lag_max": max(lags, default=0),
         }
+
+    def _table_values(
+        self, trajectories: Sequence[Trajectory]
+    ) -> tuple[list[Trajectory], list[list[float]], dict[str, float]]:
+        """The trajectories with `values` from the lookup-table critic, their λ-return targets and
+        the table's metrics."""
+        assert self.value_table is not None
+        values, seen = self.value_table.values(trajectories)
+        filled = [dataclasses.replace(t, values=v) for t, v in zip(trajectories, values, strict=True)]
+        options = self.config.algorithm.estimator_options
+        lam, gamma = float(options.get("gae_lambda", 1.0)), float(options.get("gamma", 1.0))
+        targets = [
+            lambda_returns(np.asarray(t.turn_rewards), np.asarray(t.values), lam, gamma)[1].tolist()
+            for t in filled
+        ]
+        stats = {"value_table/seen": seen, "value_table/states": float(len(self.value_table.states))}
+        stats.update(_explained_variance(filled, targets))
+        return filled, targets, stats
 
     def _estimate_values(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
         """The trajectories with `values` filled by the critic's V(s_k), one per turn: the value
@@ -1017,6 +1047,7 @@ class Trainer:
             "trainer_rng": self.rng.getstate(),
             "league": self.league.state(),
             "value_head": None if self.value_head is None else self.value_head.state_dict(),
+            "value_table": None if self.value_table is None else self.value_table.state(),
             "elapsed_s": time.perf_counter() - self.started,
             "stale_dropped": self.stale_dropped,
         }
@@ -1043,6 +1074,12 @@ class Trainer:
         self.league.load(state["league"])
         if self.value_head is not None:
             self.value_head.load_state_dict(state["value_head"])
+        if self.value_table is not None:
+            if state.get("value_table") is None:
+                raise TrainError(
+                    "the checkpoint was trained without algorithm.value_table; resume without it"
+                )
+            self.value_table.load(state["value_table"])
         self.stale_dropped = int(state.get("stale_dropped", 0))
         # The time budget counts the whole run, killed part included.
         self.started -= float(state.get("elapsed_s", 0.0))

@@ -2,14 +2,22 @@
 
 Cells are numbered 1-9 in reading order; the action string is the cell number and its
 OpenSpiel action id is that number minus one. Player 0 plays X and moves first.
+
+Option `perspective`: `absolute` (default) shows each player the board with X and O and ends the
+state with `You are X.`; `player` shows each player its own marks as `M` and its opponent's as
+`T` (the legend is in its PLAYER INFORMATION), with no seat line: the canonical view of
+AlphaZero-style learners, where a position means the same to either seat (two in a line of `T`
+is a threat to block whichever mark the mover plays), so what a policy learns as one seat holds
+for the other.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
+from palaestra.core.registry import EnvError
 from palaestra.envs.games.base import TextGame
 
 LINES: tuple[tuple[int, int, int], ...] = (
@@ -22,6 +30,8 @@ LINES_THROUGH: tuple[tuple[tuple[int, int, int], ...], ...] = tuple(
     tuple(line for line in LINES if cell in line) for cell in range(9)
 )
 MARKS = ("X", "O")
+OWN_MARK, OPPONENT_MARK = "M", "T"
+Perspective = Literal["absolute", "player"]
 _BOARD = "{} | {} | {}\n---------\n{} | {} | {}\n---------\n{} | {} | {}"
 
 
@@ -45,8 +55,11 @@ class TicTacToe(TextGame):
         "number of an empty cell."
     )
 
-    def __init__(self, **policy: Any) -> None:
+    def __init__(self, *, perspective: Perspective = "absolute", **policy: Any) -> None:
+        if perspective not in ("absolute", "player"):
+            raise EnvError(f"perspective must be 'absolute' or 'player', got {perspective!r}")
         super().__init__(**policy)
+        self.perspective: Perspective = perspective
         self.board: list[int] = [-1] * 9
         self.to_move = 0
         self.winner = -1
@@ -95,13 +108,18 @@ class TicTacToe(TextGame):
 
     def _player_info(self, seat: int) -> str:
         order = "first" if seat == 0 else "second"
-        return f"You play {MARKS[seat]} and move {order}."
+        info = f"You play {MARKS[seat]} and move {order}."
+        if self.perspective == "player":
+            info += f" The board shows your marks as {OWN_MARK} and your opponent's as {OPPONENT_MARK}."
+        return info
 
     def _state_text(self, seat: int) -> str:
-        text = _BOARD.format(*self._cells)
-        if seat >= 0:
-            return f"{text}\nYou are {MARKS[seat]}."
-        return text
+        if seat < 0:
+            return _BOARD.format(*self._cells)
+        if self.perspective == "player":
+            shown = {MARKS[seat]: OWN_MARK, MARKS[1 - seat]: OPPONENT_MARK}
+            return _BOARD.format(*(shown.get(cell, cell) for cell in self._cells))
+        return f"{_BOARD.format(*self._cells)}\nYou are {MARKS[seat]}."
 
     def _get_state(self) -> Any:
         return (list(self.board), self.to_move, self.winner)
