@@ -648,17 +648,7 @@ class Trainer:
             trajectories = self._estimate_values(trajectories)
             all_values = [v for t in trajectories for v in t.values]
             critic_stats = {"value/mean": float(np.mean(all_values))} if all_values else {}
-            lam = float(algorithm.estimator_options.get("gae_lambda", 1.0))
-            gamma = float(algorithm.estimator_options.get("gamma", 1.0))
-            value_targets = [
-                lambda_returns(
-                    np.asarray(t.turn_rewards, dtype=np.float64),
-                    np.asarray(t.values, dtype=np.float64),
-                    lam,
-                    gamma,
-                )[1].tolist()
-                for t in trajectories
-            ]
+            value_targets = _value_targets(trajectories, algorithm.estimator_options)
             critic_stats.update(_explained_variance(trajectories, value_targets))
             critic_stats["critic_s"] = time.perf_counter() - update_started
         table_targets: list[list[float]] = []
@@ -778,12 +768,7 @@ class Trainer:
         assert self.value_table is not None
         values, seen = self.value_table.values(trajectories)
         filled = [dataclasses.replace(t, values=v) for t, v in zip(trajectories, values, strict=True)]
-        options = self.config.algorithm.estimator_options
-        lam, gamma = float(options.get("gae_lambda", 1.0)), float(options.get("gamma", 1.0))
-        targets = [
-            lambda_returns(np.asarray(t.turn_rewards), np.asarray(t.values), lam, gamma)[1].tolist()
-            for t in filled
-        ]
+        targets = _value_targets(filled, self.config.algorithm.estimator_options)
         stats = {"value_table/seen": seen, "value_table/states": float(len(self.value_table.states))}
         stats.update(_explained_variance(filled, targets))
         return filled, targets, stats
@@ -1186,6 +1171,18 @@ def _stored_evaluations(path: Path) -> dict[str, list[EvalCell]]:
         record = json.loads(line)
         found.setdefault(record["stage"], []).append(EvalCell(**{k: record[k] for k in fields}))
     return found
+
+
+def _value_targets(trajectories: Sequence[Trajectory], options: dict[str, Any]) -> list[list[float]]:
+    """Each turn's λ-return against the trajectories' `values` (λ and γ from the estimator's
+    options, 1 when unset): what a critic learns towards."""
+    lam, gamma = float(options.get("gae_lambda", 1.0)), float(options.get("gamma", 1.0))
+    return [
+        lambda_returns(
+            np.asarray(t.turn_rewards, dtype=np.float64), np.asarray(t.values, dtype=np.float64), lam, gamma
+        )[1].tolist()
+        for t in trajectories
+    ]
 
 
 def _explained_variance(
