@@ -12,6 +12,7 @@ makes the block, or is minimax-optimal. A shape that needs half the labelled exa
 line gives RL's much noisier signal a better chance in the same minutes.
 
 Run: .venv/bin/python bench/tactics_supervised.py [--steps 400] [--seed 0] [--template board]
+     [--perspective player|absolute] (the shipped config's board: player; sessions 5-9: absolute)
      [--variant NAME:key=value,key=value ...]
 (default variants: the tiny model with hidden 128, MLP 512, 2 layers and 4 or 8 heads)
 """
@@ -89,9 +90,9 @@ def positions() -> dict[Position, tuple[set[int], str, set[int]]]:
     return found
 
 
-def prompt_text(board: Position, template: str) -> str:
+def prompt_text(board: Position, template: str, perspective: str = "player") -> str:
     """The position's prompt as the trainer's agent renders it: the env's own observation."""
-    env = make("tic_tac_toe-v0")
+    env = make("tic_tac_toe-v0", perspective=perspective)
     step = env.reset(seed=0)
     xs = [cell for cell in range(9) if board[cell] == "X"]
     os_ = [cell for cell in range(9) if board[cell] == "O"]
@@ -201,6 +202,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--template", default="board", choices=sorted(TEMPLATES))
     parser.add_argument(
+        "--perspective", default="player", choices=["player", "absolute"], help="the board's env option"
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -225,7 +229,7 @@ def main() -> None:
     tokenizer = build_tiny_tokenizer()
     chats = {
         board: tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt_text(board, args.template)}],
+            [{"role": "user", "content": prompt_text(board, args.template, args.perspective)}],
             add_generation_prompt=True,
             tokenize=False,
         )
