@@ -230,26 +230,27 @@ def template_for_model(model: str | Model) -> PromptTemplate:
     if parsed.kind == "tiny":
         return TEMPLATES["compact"]
     if parsed.kind in ("hf", "vllm"):
-        try:
-            config = json.loads((Path(parsed.target).expanduser() / "config.json").read_text())
-        except (OSError, ValueError):
-            config = {}
-        marker = config.get("palaestra") if isinstance(config, dict) else None
-        if isinstance(marker, dict) and marker.get("prompt_template") in TEMPLATES:
-            return TEMPLATES[marker["prompt_template"]]
+        declared = _palaestra_marker(parsed.target).get("prompt_template")
+        if declared in TEMPLATES:
+            return TEMPLATES[declared]
     return TEMPLATES["mars"]
+
+
+def _palaestra_marker(folder: str | Path) -> dict[str, Any]:
+    """What `palaestra train` wrote about a model folder into its config.json ({} if nothing)."""
+    try:
+        config = json.loads((Path(folder).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    marker = config.get("palaestra") if isinstance(config, dict) else None
+    return marker if isinstance(marker, dict) else {}
 
 
 def trained_env_options(folder: str | Path, env_id: str) -> dict[str, Any]:
     """The env options a model folder written by `palaestra train` was trained with (its
     config.json says so), e.g. tic-tac-toe's `perspective`; {} for any other folder. Play it with
     the same options: a policy trained on one view of the board misreads another."""
-    try:
-        config = json.loads((Path(folder).expanduser() / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    marker = config.get("palaestra") if isinstance(config, dict) else None
-    options = marker.get("env_options", {}) if isinstance(marker, dict) else {}
+    options = _palaestra_marker(folder).get("env_options", {})
     found = options.get(env_id) if isinstance(options, dict) else None
     return dict(found) if isinstance(found, dict) else {}
 

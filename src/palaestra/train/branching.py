@@ -198,14 +198,14 @@ def branch_advantages(
     zeros.
     """
     returns = [np.asarray(group, dtype=np.float64) for group in groups]
-    if probabilities is None:
-        weights = [np.full(values.size, 1.0 / max(1, values.size)) for values in returns]
-    else:
+    uniform = [np.full(values.size, 1.0 / max(1, values.size)) for values in returns]
+    weights = uniform
+    if probabilities is not None:
         weights = []
-        for values, chances in zip(returns, probabilities, strict=True):
+        for even, chances in zip(uniform, probabilities, strict=True):
             chance = np.asarray(chances, dtype=np.float64)
             total = float(chance.sum())
-            weights.append(chance / total if total > 0 else np.full(values.size, 1.0 / max(1, values.size)))
+            weights.append(chance / total if total > 0 else even)
     centered = [values - float(np.dot(w, values)) for values, w in zip(returns, weights, strict=True)]
     spread = np.concatenate(centered) if centered else np.zeros(0)
     scale = float(np.std(spread)) if spread.size else 0.0

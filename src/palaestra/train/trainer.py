@@ -652,8 +652,10 @@ class Trainer:
             critic_stats.update(_explained_variance(trajectories, value_targets))
             critic_stats["critic_s"] = time.perf_counter() - update_started
         table_targets: list[list[float]] = []
+        table_keys: list[list[bytes]] = []
         if self.value_table is not None:
-            trajectories, table_targets, table_stats = self._table_values(batch.trajectories)
+            table_keys = [self.value_table.state_keys(t) for t in batch.trajectories]
+            trajectories, table_targets, table_stats = self._table_values(batch.trajectories, table_keys)
             trajectories += branch_trajectories
             critic_stats.update(table_stats)
         # The estimator sees the ordinary games only (with the critic's values, when there is one);
@@ -663,7 +665,8 @@ class Trainer:
             compute_advantages(played, algorithm.estimator, **algorithm.estimator_options) + branch_advantages
         )
         if self.value_table is not None:
-            self.value_table.update(played, table_targets)  # after reading: no turn is its own baseline
+            # After reading: no turn is its own baseline.
+            self.value_table.update(played, table_targets, table_keys)
 
         if overlap:
             # In a thread, so the event loop keeps streaming the next step's episodes meanwhile.
@@ -761,12 +764,12 @@ class Trainer:
         }
 
     def _table_values(
-        self, trajectories: Sequence[Trajectory]
+        self, trajectories: Sequence[Trajectory], keys: Sequence[list[bytes]]
     ) -> tuple[list[Trajectory], list[list[float]], dict[str, float]]:
-        """The trajectories with `values` from the lookup-table critic, their λ-return targets and
-        the table's metrics."""
+        """The trajectories with `values` from the lookup-table critic (`keys`: their contexts),
+        their λ-return targets and the table's metrics."""
         assert self.value_table is not None
-        values, seen = self.value_table.values(trajectories)
+        values, seen = self.value_table.values(trajectories, keys)
         filled = [dataclasses.replace(t, values=v) for t, v in zip(trajectories, values, strict=True)]
         targets = _value_targets(filled, self.config.algorithm.estimator_options)
         stats = {"value_table/seen": seen, "value_table/states": float(len(self.value_table.states))}

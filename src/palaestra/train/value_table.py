@@ -67,14 +67,18 @@ class ValueTable:
             digest.update(b"|" + _pack(trajectory.token_ids[turn]))
         return keys
 
-    def values(self, trajectories: Sequence[Trajectory]) -> tuple[list[list[float]], float]:
+    def values(
+        self, trajectories: Sequence[Trajectory], keys: Sequence[list[bytes]] | None = None
+    ) -> tuple[list[list[float]], float]:
         """V(s_k) for every turn of every trajectory, and the share of turns whose context had
-        been seen before."""
+        been seen before. `keys`: the trajectories' `state_keys`, when already computed."""
+        if keys is None:
+            keys = [self.state_keys(t) for t in trajectories]
         values: list[list[float]] = []
         seen = turns = 0
-        for trajectory in trajectories:
+        for trajectory, turn_keys in zip(trajectories, keys, strict=True):
             row = []
-            for k, key in enumerate(self.state_keys(trajectory)[: trajectory.num_turns]):
+            for k, key in enumerate(turn_keys[: trajectory.num_turns]):
                 coarse = self.coarse.get((trajectory.game, trajectory.role, k))
                 fallback = coarse[1] if coarse is not None else 0.0
                 entry = self.states.get(key)
@@ -88,10 +92,18 @@ class ValueTable:
             values.append(row)
         return values, seen / turns if turns else 0.0
 
-    def update(self, trajectories: Sequence[Trajectory], targets: Sequence[Sequence[float]]) -> None:
-        """Move each turn's context (and its coarse key) towards the turn's target."""
-        for trajectory, turn_targets in zip(trajectories, targets, strict=True):
-            for k, (key, target) in enumerate(zip(self.state_keys(trajectory), turn_targets, strict=False)):
+    def update(
+        self,
+        trajectories: Sequence[Trajectory],
+        targets: Sequence[Sequence[float]],
+        keys: Sequence[list[bytes]] | None = None,
+    ) -> None:
+        """Move each turn's context (and its coarse key) towards the turn's target. `keys`: the
+        trajectories' `state_keys`, when already computed."""
+        if keys is None:
+            keys = [self.state_keys(t) for t in trajectories]
+        for trajectory, turn_targets, turn_keys in zip(trajectories, targets, keys, strict=True):
+            for k, (key, target) in enumerate(zip(turn_keys, turn_targets, strict=False)):
                 self._learn(self.coarse, (trajectory.game, trajectory.role, k), target)
                 self._learn(self.states, key, target)
                 self.states.move_to_end(key)
