@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The tests also need the worlds' optional libraries (the `worlds` extra), which the demo does not.
+TEST_STAMP := $(VENV)/.installed-worlds
 # torch==2.13.0 is the CPU wheel on this disk; an open range would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
@@ -19,7 +21,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[textarena,models,export,dev,ray,distributed,interop,tracking,verifiers,trl]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[worlds]'
+	touch $(TEST_STAMP)
+
+install: $(TEST_STAMP)
 
 # The main job: the embedded tiny model learns tic-tac-toe (cold start, then self-play RL), then
 # prints the before/after table and writes runs/demo/learning_curve.png. A rerun starts afresh.
@@ -27,7 +33,7 @@ demo: $(STAMP)
 	rm -rf runs/demo
 	$(BIN)/palaestra train --set train.out=runs/demo
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy src/palaestra/core

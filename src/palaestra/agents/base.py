@@ -178,6 +178,11 @@ def _load_builtin_agents() -> None:
         "palaestra.agents.llm",
         "palaestra.agents.service",
         "palaestra.agents.social",
+        "palaestra.agents.teams",
+        "palaestra.agents.safety",
+        "palaestra.agents.workspace",
+        "palaestra.agents.web",
+        "palaestra.agents.procgen",
     ):
         try:
             importlib.import_module(module)

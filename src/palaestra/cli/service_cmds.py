@@ -21,18 +21,31 @@ domain_app = typer.Typer(
 
 
 def validate(
-    domain: Annotated[str, typer.Argument(help="a built-in domain (retail, travel, crm) or a domain folder")],
+    domain: Annotated[
+        str,
+        typer.Argument(
+            help="a service domain (retail, travel, crm, shop, a folder) or a family target (NAME[:ARG])"
+        ),
+    ],
     task: Annotated[list[str] | None, typer.Option("--task", "-t", help="only these task ids")] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="a row for every task, not only failures")
     ] = False,
 ) -> None:
-    """Check every task of a service domain: gold actions run, the oracle scores 1.0, a do-nothing
-    agent scores 0, and tools are deterministic. Exits 1 if any task fails."""
+    """Check every task of a world: the gold solution scores 1.0 and doing nothing fails. DOMAIN is
+    a service domain (the oracle with the scripted customer, exploit probes, deterministic tools)
+    or a family's validator target (`NAME` or `NAME:ARG`, e.g. `teams`). Exits 1 if any task fails."""
     from rich.table import Table
 
     from palaestra.cli.app import console, guarded
+    from palaestra.core.validation import find_validator
     from palaestra.envs.service.validation import validate_domain
+
+    found = guarded(lambda: find_validator(domain))
+    if found is not None:
+        validator, argument = found
+        _print_family_report(guarded(lambda: validator(argument, task or None)), verbose)
+        return
 
     report = guarded(lambda: validate_domain(domain, tasks=task or None))
     rows = report.checks if verbose else report.failures
@@ -66,6 +79,42 @@ def validate(
     if warned and not verbose:
         summary += f"; {warned} with warnings (-v shows them)"
     if failed:
+        console.print(f"[red]{escape(summary)}; {failed} failed[/]", highlight=False)
+        raise typer.Exit(code=1)
+    console.print(f"[green]{escape(summary)}[/]", highlight=False)
+
+
+def _print_family_report(report: object, verbose: bool) -> None:
+    """The table and summary line of a family validator's `ValidationReport`; exits 1 on failures."""
+    from rich.table import Table
+
+    from palaestra.cli.app import console
+    from palaestra.core.validation import ValidationReport
+
+    assert isinstance(report, ValidationReport)
+    rows = report.checks if verbose else report.failures
+    if rows:
+        extra = sorted({name for check in rows for name in check.extra})
+        table = Table(title=escape(f"validate {report.target}"))
+        for column in ("task", "subset", "gold", "null", *extra, "result"):
+            table.add_column(column, justify="right" if column in ("gold", "null") else "left")
+        for check in rows:
+            verdict = "[green]ok[/]" if check.ok else "[red]" + escape("; ".join(check.problems)) + "[/]"
+            if check.warnings and verbose:
+                verdict += " [yellow](" + escape("; ".join(check.warnings)) + ")[/]"
+            cells = [check.extra.get(name, "") for name in extra]
+            table.add_row(
+                escape(check.task_id),
+                escape(check.subset),
+                "-" if check.gold is None else f"{check.gold:g}",
+                "-" if check.null is None else f"{check.null:g}",
+                *map(escape, cells),
+                verdict,
+            )
+        console.print(table)
+    failed = len(report.failures)
+    summary = f"{report.target}: {len(report.checks) - failed}/{len(report.checks)} tasks valid"
+    if failed or not report.checks:
         console.print(f"[red]{escape(summary)}; {failed} failed[/]", highlight=False)
         raise typer.Exit(code=1)
     console.print(f"[green]{escape(summary)}[/]", highlight=False)

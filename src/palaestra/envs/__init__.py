@@ -10,7 +10,17 @@ import importlib
 from palaestra.envs import adapters as adapters
 from palaestra.envs import games as games
 
-for _family in ("palaestra.envs.service", "palaestra.envs.social"):
+_FAMILIES = (
+    "palaestra.envs.service",
+    "palaestra.envs.social",
+    "palaestra.envs.reasoning",
+    "palaestra.envs.teams",
+    "palaestra.envs.safety",
+    "palaestra.envs.workspace",
+    "palaestra.envs.web",
+    "palaestra.envs.procgen",
+)
+for _family in _FAMILIES:
     try:
         importlib.import_module(_family)
     except ModuleNotFoundError as _missing:

@@ -21,6 +21,7 @@ scorecards declare; a kind nobody registered here is shown as `score`.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -315,8 +316,35 @@ for _kind in (ScorecardKind(), CompetitiveKind(), CooperativeKind(), ServiceKind
     register_kind(_kind)
 
 
+FAMILY_KIND_MODULES = (
+    "palaestra.eval.teams",
+    "palaestra.eval.safety",
+    "palaestra.eval.workspace",
+    "palaestra.eval.web",
+    "palaestra.eval.procgen",
+)
+"""Modules of later families that `register_kind` their own kinds when imported; imported the first
+time a scorecard names a kind not yet registered (a module missing from this build is skipped)."""
+_family_kinds_loaded = False
+
+
+def _load_family_kinds() -> None:
+    global _family_kinds_loaded
+    if _family_kinds_loaded:
+        return
+    _family_kinds_loaded = True
+    for module in FAMILY_KIND_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
 def kind_of(card: Scorecard) -> ScorecardKind:
     """The renderer of `card`'s kind (`score`'s for a kind nobody registered)."""
+    if card.kind not in KINDS:
+        _load_family_kinds()
     return KINDS.get(card.kind) if card.kind in KINDS else KINDS.get(SCORE)
 
 

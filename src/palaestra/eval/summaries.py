@@ -59,6 +59,11 @@ for _builtin in (
     "palaestra.eval.service_metrics:summarize",
     "palaestra.eval.society:summarize",
     "palaestra.eval.scorecards:summarize",  # the env's own scorecard sections (a cooperative team table)
+    "palaestra.eval.teams:summarize",
+    "palaestra.eval.safety:summarize",
+    "palaestra.eval.workspace:summarize",
+    "palaestra.eval.web:summarize",
+    "palaestra.eval.procgen:summarize",
 ):
     register_provider(_builtin)
 
