@@ -1,10 +1,12 @@
 """The viewer in a real browser: headless Chromium (Debian's `chromium`) driven by Playwright opens a
 real tic-tac-toe run, filters to a lost game, steps through its turns and checks what is shown, then
-saves a screenshot to docs/img/viewer.png. Skipped when chromium or playwright is missing."""
+takes a screenshot (into the test's temporary folder; `PALAESTRA_VIEWER_SCREENSHOT=docs/img/viewer.png`
+refreshes the README's picture). Skipped when chromium or playwright is missing."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import threading
@@ -18,7 +20,7 @@ import pytest
 from palaestra.rollout.runner import EPISODES_FILE, RunConfig, iter_episodes, run_sync
 from palaestra.web import create_app
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "viewer.png"
+SCREENSHOT_VARIABLE = "PALAESTRA_VIEWER_SCREENSHOT"
 
 
 def free_port() -> int:
@@ -76,7 +78,7 @@ def browser(runs: Path) -> Iterator[Any]:
             launched.close()
 
 
-def test_filter_to_a_lost_game_and_replay_it(runs: Path, browser: Any) -> None:
+def test_filter_to_a_lost_game_and_replay_it(runs: Path, browser: Any, tmp_path: Path) -> None:
     episodes = list(iter_episodes(runs / "ttt" / EPISODES_FILE))
     lost = [e for e in episodes if any(a == "random" and e.returns[p] == -1.0 for p, a in e.agents.items())]
     assert lost, "minimax should beat random at least once in 12 games"
@@ -133,8 +135,9 @@ def test_filter_to_a_lost_game_and_replay_it(runs: Path, browser: Any) -> None:
         mover = episode.turns[total - 2].player
         history = page.inner_text("[data-testid=turn-view]")
         assert history.count("assistant") == len([t for t in episode.turns[: total - 2] if t.player == mover])
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        screenshot = Path(os.environ.get(SCREENSHOT_VARIABLE) or tmp_path / "viewer.png")
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
         page.uncheck("#full-view")
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.screenshot(path=str(screenshot), full_page=True)
         page.close()
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
