@@ -269,6 +269,9 @@ def test_only_the_learner_seats_make_training_rows(tmp_path: Path) -> None:
     assert len(everyone.trajectories) > len(batch.trajectories)  # the league's would have
     metrics = rollout_metrics(episodes, batch.trajectories)
     assert metrics["trajectories"] == len(batch.trajectories) and metrics["league_win_rate"] is not None
+    labelled = Counter(f"{p}={a}" for e in episodes for p, a in e.agents.items())
+    assert metrics["seatings"] == dict(labelled)  # who sat where, from the records
+    assert metrics["task_success_rate"] is None  # a game is not scored by task success
 
 
 def spy_on_collect(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
@@ -379,3 +382,20 @@ def test_palaestra_train_reports_a_bad_cast_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "seat 'user' is filled by nobody" in lines[0]
+
+
+def test_rollout_metrics_count_task_success_of_the_learner_seat(tmp_path: Path) -> None:
+    from palaestra.rollout.runner import RunConfig, iter_episodes, run_sync
+
+    played = []
+    for teacher in ("oracle", "decline"):
+        config = RunConfig(env_id="shop-v0", agents=[teacher, "scripted_user"], episodes=4)
+        run_sync(config, tmp_path / teacher)
+        played += list(iter_episodes(tmp_path / teacher / "episodes.jsonl"))
+    seats = {"agent": LEARNER, "user": "scripted_user"}
+    as_learner = [e.model_copy(update={"agents": seats}) for e in played]
+    metrics = rollout_metrics(as_learner, [])
+    # The oracle does every task; always declining passes only the tasks that call for a decline.
+    declined = sum(e.returns["agent"] >= 1.0 for e in played[4:])
+    assert metrics["task_success_rate"] == (4 + declined) / 8
+    assert metrics["seatings"] == {"agent=policy": 8, "user=scripted_user": 8}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,8 @@ import numpy as np
 from palaestra.agents.base import agent_factory
 from palaestra.core.casts import LEAGUE, LEARNER, Cast, CastError, default_cast
 from palaestra.core.records import Episode
-from palaestra.core.registry import EnvError, spec
+from palaestra.core.registry import EnvError, scorecard_for, spec
+from palaestra.core.scorecards import SUCCESS_AT
 from palaestra.rollout.run_episode import episode_id
 from palaestra.train.branching import BranchGroup, BranchPoint, branch_factories, branch_points
 from palaestra.train.rollouts import EnvSeats, League, Seating, collect, policy_factory
@@ -391,6 +393,30 @@ def drop_stale(
     }
 
 
+def seating_counts(episodes: Sequence[Episode]) -> dict[str, int]:
+    """How many of the step's episodes had each `seat=agent` (the records' own labels): the proof of
+    who sat where in training (`policy` is the learner, `league` a snapshot)."""
+    counts: Counter[str] = Counter()
+    for episode in episodes:
+        counts.update(f"{player}={agent}" for player, agent in episode.agents.items())
+    return dict(sorted(counts.items()))
+
+
+def task_success_rate(episodes: Sequence[Episode]) -> float | None:
+    """The share of the learner's seats that succeeded (env return at `SUCCESS_AT`), over the
+    episodes of envs scored by success (service tasks); None when the step had none."""
+    done = scored = 0
+    for episode in episodes:
+        card = scorecard_for(episode.env_id)
+        if card.headline != "success" or episode.status != "ok":
+            continue
+        for player, agent in episode.agents.items():
+            if agent == POLICY and card.scores_seat(player):
+                scored += 1
+                done += episode.returns.get(player, 0.0) >= SUCCESS_AT
+    return done / scored if scored else None
+
+
 def rollout_metrics(episodes: Sequence[Episode], trajectories: Sequence[Trajectory]) -> dict[str, Any]:
     """Outcome, legality and reward statistics of the policy's side of the rollouts (win/loss
     rates over the games with a league seat)."""
@@ -415,6 +441,8 @@ def rollout_metrics(episodes: Sequence[Episode], trajectories: Sequence[Trajecto
     rewards = [r for t in trajectories for r in t.turn_rewards]
     lengths = [t.num_turns for t in trajectories]
     return {
+        "seatings": seating_counts(episodes),
+        "task_success_rate": task_success_rate(episodes),
         "illegal_rate": illegal / policy_turns if policy_turns else 0.0,
         "league_win_rate": wins / league_games if league_games else None,
         "league_loss_rate": losses / league_games if league_games else None,
