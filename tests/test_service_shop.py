@@ -46,13 +46,23 @@ def run(env_id: str, agents: list[str], episodes: int) -> list[Episode]:
     return found
 
 
-def test_every_task_validates(shop: Domain) -> None:
-    report = validate_domain(shop)
+def check_validates(shop: Domain, task_ids: list[str] | None) -> int:
+    report = validate_domain(shop, tasks=task_ids)
     assert report.ok, [(c.task_id, c.problems) for c in report.failures]
     assert all(c.oracle_reward == 1.0 and c.null_reward == 0.0 for c in report.checks)
     # Every required output is a value some tool result shows (`total: 12.50` reads as 12.50).
     assert not [(c.task_id, c.warnings) for c in report.checks if c.warnings]
-    assert len(report.checks) == 400
+    return len(report.checks)
+
+
+def test_the_test_split_and_a_sample_of_the_train_split_validate(shop: Domain) -> None:
+    chosen = [t.id for t in shop.tasks_in("test")] + [t.id for t in shop.tasks_in("train")[::10]]
+    assert check_validates(shop, chosen) == 100 + 240
+
+
+@pytest.mark.slow
+def test_every_task_validates(shop: Domain) -> None:
+    assert check_validates(shop, None) == 2500
 
 
 def test_shop_is_a_builtin_domain() -> None:
@@ -68,7 +78,7 @@ def order_of(task: Task) -> str:
 
 def test_the_splits_are_disjoint_and_cover_every_kind(shop: Domain) -> None:
     train, test = shop.tasks_in("train"), shop.tasks_in("test")
-    assert (len(train), len(test)) == (300, 100) and shop.subsets == ["train", "test"]
+    assert (len(train), len(test)) == (2400, 100) and shop.subsets == ["train", "test"]
     db = shop.database.open()
     try:
         amount = dict(db.execute("SELECT order_id, cents FROM orders").fetchall())
@@ -77,7 +87,7 @@ def test_the_splits_are_disjoint_and_cover_every_kind(shop: Domain) -> None:
     ids = [{order_of(t) for t in split} for split in (train, test)]
     names = [{t.user.known_info["name"] for t in split} for split in (train, test)]
     amounts = [{amount[order_of(t)] for t in split} for split in (train, test)]
-    assert len(ids[0]) + len(ids[1]) == len(amount) == 400  # one order per task
+    assert len(ids[0]) + len(ids[1]) == len(amount) == 2500  # one order per task
     assert not ids[0] & ids[1] and not names[0] & names[1] and not amounts[0] & amounts[1]
     for split in (train, test):
         writes = [t for t in split if any(a.name == "refund" for a in t.gold_actions)]
