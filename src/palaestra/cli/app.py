@@ -688,7 +688,12 @@ def serve(
     )
 
 
-FAMILY_COMMANDS = ("palaestra.cli.service_cmds", "palaestra.cli.arena_cmds", "palaestra.cli.sft_cmds")
+FAMILY_COMMANDS = (
+    "palaestra.cli.service_cmds",
+    "palaestra.cli.arena_cmds",
+    "palaestra.cli.sft_cmds",
+    "palaestra.cli.workspace_cmds",
+)
 """Modules that add their commands through `register(app)`; each keeps its imports lazy."""
 
 
