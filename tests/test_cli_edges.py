@@ -67,9 +67,9 @@ def test_version_prints_the_package_version() -> None:
 
 
 def test_a_mistyped_env_gets_the_close_id_suggested(tmp_path: Path) -> None:
-    result = invoke("run", "tic_tac_to-v0", "-a", "random,random", "-n", "1", "--out", str(tmp_path / "r"))
+    result = invoke("run", "tic_tac_tooe-v0", "-a", "random,random", "-n", "1", "--out", str(tmp_path / "r"))
     assert result.exit_code == 2
-    assert "unknown env 'tic_tac_to-v0' (did you mean tic_tac_toe-v0?); known: " in result.output
+    assert "unknown env 'tic_tac_tooe-v0' (did you mean tic_tac_toe-v0?); known: " in result.output
     assert not (tmp_path / "r").exists()
     with pytest.raises(EnvError, match=r"did you mean openspiel:leduc_poker"):
         make("openspeil:leduc_poker")  # a mistyped prefix keeps the rest of the id

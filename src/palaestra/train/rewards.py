@@ -59,7 +59,9 @@ class RewardConfig(BaseModel):
             share one score), which therefore never end in a draw (Hanabi; the service envs,
             where a failed task leaves every seat at 0, which is no draw either).
         cooperative_families: env families (`EnvSpec.family`) whose episodes never end in a
-            draw, whatever their ids (`service`: every domain, `shop-v0` and generated ones too).
+            draw, whatever their ids (`service`: every domain, `shop-v0` and generated ones too;
+            the team worlds, whose members share one outcome; the safety sandbox, the workspace,
+            the web and the procedural worlds, where the other seats simulate a user or a world).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -71,7 +73,7 @@ class RewardConfig(BaseModel):
     use_valid_action_bonus: bool = True
     invalid_action: float = Field(default=0.0, allow_inf_nan=False)
     cooperative_envs: tuple[str, ...] = ("*hanabi*", "retail-v0", "travel-v0", "crm-v0", "service:*")
-    cooperative_families: tuple[str, ...] = ("service",)
+    cooperative_families: tuple[str, ...] = ("service", "teams", "safety", "workspace", "web", "procgen")
 
 
 def is_draw(episode: Episode, config: RewardConfig | None = None) -> bool:
