@@ -257,3 +257,20 @@ def test_a_sandbox_folder_with_other_files_is_never_emptied(tmp_path: Path) -> N
     assert (empty / "world.json").is_file()
     env.close()
     assert (empty / "world.json").is_file()  # a folder the caller gave is kept
+
+
+def test_a_saved_workbook_carries_no_save_time() -> None:
+    """Saving the same cells twice gives the same bytes, whenever it runs (file sizes, state hashes
+    and so the env's determinism depend on it)."""
+    import io
+    import zipfile
+
+    import openpyxl
+
+    from palaestra.envs.workspace import documents
+
+    book = openpyxl.Workbook()
+    book.active["A1"] = 3
+    saved = zipfile.ZipFile(io.BytesIO(documents._save(book)))
+    assert {entry.date_time for entry in saved.infolist()} == {(2024, 1, 1, 0, 0, 0)}
+    assert b"2024-01-01T00:00:00Z</dcterms:modified>" in saved.read("docProps/core.xml")

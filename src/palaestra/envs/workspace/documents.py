@@ -12,8 +12,10 @@ pypdf. Both libraries are the `workspace` extra and load on first use.
 
 from __future__ import annotations
 
+import datetime
 import io
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,12 +79,30 @@ def make_workbook(sheets: Mapping[str, Sequence[Sequence[CellValue]]]) -> bytes:
     return _save(book)
 
 
+FIXED_STAMP = datetime.datetime(2024, 1, 1)
+"""The time written into every workbook: openpyxl stamps the save time into the document
+properties and every zip entry, so two saves of the same cells would differ in their bytes (and a
+file listing's sizes, and the sandbox's state hash) by when they ran."""
+
+
+_MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
+
+
 def _save(book: Any) -> bytes:
-    # openpyxl stamps the save time into the file (so bytes differ between saves); what tools
-    # and checkers read is the cells, never the bytes.
+    book.properties.created = book.properties.modified = FIXED_STAMP
     out = io.BytesIO()
     book.save(out)
-    return out.getvalue()
+    stamped = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as source, zipfile.ZipFile(stamped, "w") as target:
+        for entry in source.infolist():
+            fixed = zipfile.ZipInfo(entry.filename, date_time=FIXED_STAMP.timetuple()[:6])
+            fixed.compress_type = entry.compress_type
+            fixed.external_attr = entry.external_attr
+            content = source.read(entry.filename)
+            if entry.filename == "docProps/core.xml":  # openpyxl sets `modified` to now when it saves
+                content = _MODIFIED.sub(rb"\g<1>2024-01-01T00:00:00Z\g<2>", content)
+            target.writestr(fixed, content)
+    return stamped.getvalue()
 
 
 def _load(content: bytes, where: str) -> Any:
