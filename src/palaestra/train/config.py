@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from palaestra.core.casts import Cast
+from palaestra.train.curriculum import CurriculumSection
 from palaestra.train.rewards import RewardConfig
 
 TRACKING_BACKENDS = ("tensorboard", "wandb")
@@ -164,6 +165,10 @@ class RolloutSection(_Section):
             the weights being updated are dropped (and counted as `stale_dropped`).
         worker_engine: with a Ray executor, the engine each worker hosts: `hf` (`LocalEngine`,
             CPU or GPU) or `vllm` (`VLLMEngine`, GPU; give the executor `gpus=`).
+        curriculum: what changes with the step (`palaestra.train.curriculum`): a horizon
+            schedule (`max_turns` grows every N steps, ScalingInter-RL), a difficulty schedule
+            over any env option, and learning-progress sampling over a set of training envs.
+            Evaluation plays the configured options throughout.
     """
 
     envs: list[str] = Field(default_factory=lambda: ["tic_tac_toe-v0"], min_length=1)
@@ -196,6 +201,7 @@ class RolloutSection(_Section):
     async_rollouts: bool = False
     max_staleness: int = Field(default=1, ge=0)
     worker_engine: Literal["hf", "vllm"] = "hf"
+    curriculum: CurriculumSection | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -218,6 +224,12 @@ class RolloutSection(_Section):
                     f"rollout.league_seat_weights[{env_id!r}]: {env_id} has a cast; weigh its seats "
                     "there (learner = { seat = weight, ... })"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_curriculum(self) -> RolloutSection:
+        if self.curriculum is not None:
+            self.curriculum.check_envs(self.envs)
         return self
 
     @model_validator(mode="after")

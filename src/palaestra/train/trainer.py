@@ -86,6 +86,7 @@ from palaestra.train.collection import (
 )
 from palaestra.train.config import TrainConfig
 from palaestra.train.critic import Critic
+from palaestra.train.curriculum import Curriculum
 from palaestra.train.distributed import Distributed
 from palaestra.train.evaluation import EvalCell, evaluate_envs
 from palaestra.train.rewards import Trajectory, trajectories_from_episodes
@@ -157,6 +158,7 @@ class Trainer:
         """`RayRollouts` when rollouts run on Ray workers."""
         self._prefetched: asyncio.Task[StepRollouts] | None = None
         self.stale_dropped = 0
+        self.curriculum = Curriculum.for_config(config, POLICY)
 
     # ----- set-up -------------------------------------------------------------------------------
     def _prepare_folder(self) -> Path | None:
@@ -325,30 +327,26 @@ class Trainer:
         self, step: int | None = None, draw: tuple[int, dict[str, Any]] | None = None
     ) -> StepRollouts:
         """The episodes of RL step `step` (default: the current one), with league snapshot `draw`
-        (default: drawn now); the branch points drawn from them with their continuations; facts
-        about the rollout for the metrics."""
-        rollout = self.config.rollout
+        (default: drawn now) and what the curriculum schedules for the step; the branch points
+        drawn from them with their continuations; facts about the rollout for the metrics."""
         step = self.step if step is None else step
+        plan = self.curriculum.plan(self.config.rollout, self.envs, step)
         snapshot_step, weights = self.league.draw(self.rng) if draw is None else draw
         temperature = self._league_temperature(snapshot_step)
         agents = StepAgents(
-            rollout, self.template.name, self.engine, self.league_engine, self.remote, temperature
+            plan.rollout, self.template.name, self.engine, self.league_engine, self.remote, temperature
         )
         # On Ray workers, the policy plays with the weights after `self.step` updates.
         agents.load_league(snapshot_step, weights, self.policy, version=self.step)
-        self_play_share = rollout.self_play_share(step)
+        self_play_share = plan.rollout.self_play_share(step)
         episodes = await play_step_games(
-            agents, self.envs, self_play_share, lambda n: self._seed("rl", step, n), self._memory
+            agents, plan.envs, self_play_share, plan.seeds(self._seed, "rl", step), self._memory
         )
-        info: dict[str, Any] = {
-            "league_snapshot": snapshot_step,
-            "league_temperature": temperature,
-            "self_play_share": self_play_share,
-        }
+        info = plan.facts(snapshot_step, temperature, self_play_share)
         branches: list[BranchGroup] = []
-        if rollout.branch_states:
+        if plan.rollout.branch_states:
             started = time.perf_counter()
-            branches = await play_branches(agents, episodes, lambda n: self._seed("branch", step, n))
+            branches = await play_branches(agents, episodes, plan.seeds(self._seed, "branch", step))
             info["branch_s"] = time.perf_counter() - started
         return episodes, branches, info
 
@@ -373,6 +371,7 @@ class Trainer:
     async def _rl_step(self) -> None:
         started = time.perf_counter()
         episodes, branches, rollout_info = await self._step_rollouts()
+        self.curriculum.observe(episodes)
         overlap = self._overlapping()
         rollout_s = time.perf_counter() - started
         episodes, staleness = self._drop_stale(episodes)
@@ -504,6 +503,7 @@ class Trainer:
             **self.critic.state(),
             "elapsed_s": time.perf_counter() - self.started,
             "stale_dropped": self.stale_dropped,
+            "curriculum": self.curriculum.state(),
         }
         keep = self.config.train.keep_checkpoints
         save_checkpoint(self.out, self.step, self.policy, self.engine.tokenizer, state, keep)
@@ -520,6 +520,7 @@ class Trainer:
         self.league.load(state["league"])
         self.critic.load(state)
         self.stale_dropped = int(state.get("stale_dropped", 0))
+        self.curriculum.load(state.get("curriculum"))
         # The time budget counts the whole run, killed part included.
         self.started -= float(state.get("elapsed_s", 0.0))
         if self.dist.is_main:
