@@ -59,7 +59,7 @@ ORDER_TOOL = {
         "parameters": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]},
     },
 }
-CALL_TEXT = '<tool_call>{"name": "order", "arguments": {"id": "E1971"}}</tool_call>'
+CALL_TEXT = '<tool_call>{"name": "order", "arguments": {"id": "F1091"}}</tool_call>'
 
 
 # --- the engine behind the server ----------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_openai_client_with_tools_gets_tool_calls(server: Server, engine: Script
     with sync_client(server) as client:
         response = client.chat.completions.create(
             model=MODEL,
-            messages=[{"role": "user", "content": "What did E1971 cost?"}],
+            messages=[{"role": "user", "content": "What did F1091 cost?"}],
             tools=[ORDER_TOOL],  # type: ignore[list-item]
             extra_body={"return_token_ids": True},
         )
@@ -186,7 +186,7 @@ def test_openai_client_with_tools_gets_tool_calls(server: Server, engine: Script
     assert choice.message.content is None
     [call] = choice.message.tool_calls or []
     assert call.type == "function" and call.id.startswith("call_")
-    assert call.function.name == "order" and json.loads(call.function.arguments) == {"id": "E1971"}
+    assert call.function.name == "order" and json.loads(call.function.arguments) == {"id": "F1091"}
     # The tools reached the model through its chat template...
     [request] = engine.requests
     assert request_tools(request) == (ORDER_TOOL,)
@@ -201,23 +201,23 @@ def test_openai_client_with_tools_gets_tool_calls(server: Server, engine: Script
     "text",
     [
         CALL_TEXT,  # the tiny model's own form, as the service envs ask for it
-        '<tool_call>\n{"name": "order", "arguments": {"id": "E1971"}}\n</tool_call>',  # Qwen / Hermes
-        '<tool_call>\n{"name": "order", "arguments": "{\\"id\\": \\"E1971\\"}"}',  # unclosed, string args
+        '<tool_call>\n{"name": "order", "arguments": {"id": "F1091"}}\n</tool_call>',  # Qwen / Hermes
+        '<tool_call>\n{"name": "order", "arguments": "{\\"id\\": \\"F1091\\"}"}',  # unclosed, string args
     ],
     ids=["tiny", "qwen", "unclosed"],
 )
 def test_the_tool_call_forms_of_open_models_are_read(text: str) -> None:
     parsed = parse_tool_calls(text, lambda: "call_1")
     assert parsed.content is None
-    assert parsed.tool_calls == (ToolCall("call_1", "order", {"id": "E1971"}),)
+    assert parsed.tool_calls == (ToolCall("call_1", "order", {"id": "F1091"}),)
 
 
 def test_text_around_calls_is_content_and_broken_calls_stay_text() -> None:
-    two = f"Let me look. {CALL_TEXT}\n{CALL_TEXT.replace('E1971', 'V6750')}"
+    two = f"Let me look. {CALL_TEXT}\n{CALL_TEXT.replace('F1091', 'V6750')}"
     ids = iter(["a", "b"])
     parsed = parse_tool_calls(two, lambda: next(ids))
     assert parsed.content == "Let me look."
-    assert [(c.id, c.arguments["id"]) for c in parsed.tool_calls] == [("a", "E1971"), ("b", "V6750")]
+    assert [(c.id, c.arguments["id"]) for c in parsed.tool_calls] == [("a", "F1091"), ("b", "V6750")]
     for broken in (
         '<tool_call>{"name": "order", "arguments": [1]}</tool_call>',
         "<tool_call>{oops</tool_call>",
@@ -261,7 +261,7 @@ def test_streamed_tool_calls_arrive_as_deltas(server: Server) -> None:
         )
     calls = [call for chunk in chunks if chunk.choices for call in chunk.choices[0].delta.tool_calls or ()]
     assert [(call.function.name, json.loads(call.function.arguments)) for call in calls] == [  # type: ignore[union-attr]
-        ("order", {"id": "E1971"})
+        ("order", {"id": "F1091"})
     ]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
@@ -275,7 +275,7 @@ def test_a_service_episode_with_llm_openai_applies_a_native_tool_call(
     def agent_reply(request: GenerationRequest) -> str:
         last = request.messages[-1]
         if last.role == "tool":  # the env's answer to the call: say the total it read
-            return f"The total of E1971 is {(last.content or '').rpartition('total=')[2]}."
+            return f"The total of F1091 is {(last.content or '').rpartition('total=')[2]}."
         return CALL_TEXT
 
     engine.reply = agent_reply
@@ -304,11 +304,11 @@ def test_a_service_episode_with_llm_openai_applies_a_native_tool_call(
     turns = episode.player_turns("agent")
     call_turn = next(turn for turn in turns if isinstance(turn.action, Message) and turn.action.tool_calls)
     [call] = call_turn.action.tool_calls  # type: ignore[union-attr]
-    assert call.name == "order" and call.arguments == {"id": "E1971"} and call.id.startswith("call_")
+    assert call.name == "order" and call.arguments == {"id": "F1091"} and call.id.startswith("call_")
     # The env ran the call and answered it as a role-tool message quoting the server's call id.
     answer = turns[turns.index(call_turn) + 1].observation
     [result] = [m for m in answer if m.role == "tool"]
-    assert result.tool_call_id == call.id and "total: 95.56" in (result.content or "")
+    assert result.tool_call_id == call.id and "total: 72.14" in (result.content or "")
     # The engine was sent the env's tools, and the tool result continued its session token-exactly.
     tool_names = [[t["function"]["name"] for t in request_tools(r)] for r in engine.requests]
     assert tool_names[0] == ["order", "refund"]
@@ -324,7 +324,7 @@ def test_openai_model_sends_tools_and_returns_tool_calls(server: Server) -> None
         client = OpenAIModel(MODEL, server.url, max_retries=0)
         try:
             first = await client.generate(
-                GenerationRequestWithTools("s-1", [user("total of E1971?")], tools=(ORDER_TOOL,))
+                GenerationRequestWithTools("s-1", [user("total of F1091?")], tools=(ORDER_TOOL,))
             )
             assert isinstance(first, ToolCallGeneration)
             [call] = first.tool_calls
@@ -526,14 +526,14 @@ def test_responses_api_with_a_function_call_round_trip(server: Server) -> None:
     tool = {"type": "function", "name": "order", "description": "Look up an order.",
             "parameters": ORDER_TOOL["function"]["parameters"]}  # fmt: skip
     with sync_client(server) as client:
-        first = client.responses.create(model=MODEL, input="total of E1971?", tools=[tool])  # type: ignore[list-item]
+        first = client.responses.create(model=MODEL, input="total of F1091?", tools=[tool])  # type: ignore[list-item]
         [call] = [item for item in first.output if item.type == "function_call"]
-        assert call.name == "order" and json.loads(call.arguments) == {"id": "E1971"}
+        assert call.name == "order" and json.loads(call.arguments) == {"id": "F1091"}
         second = client.responses.create(
             model=MODEL,
             instructions="be brief",
             input=[
-                {"role": "user", "content": "total of E1971?"},
+                {"role": "user", "content": "total of F1091?"},
                 {
                     "type": "function_call",
                     "call_id": call.call_id,
@@ -624,13 +624,13 @@ def test_the_tiny_engine_writing_a_call_is_read_token_exactly() -> None:
         # Constrained to the call, so the untrained model writes exactly what a trained one would.
         sampling = SamplingParams(max_new_tokens=len(CALL_TEXT) + 2, allowed=(CALL_TEXT,), temperature=0.0)
         try:
-            return await engine.generate(GenerationRequest(None, [user("E1971?")], sampling))
+            return await engine.generate(GenerationRequest(None, [user("F1091?")], sampling))
         finally:
             await engine.close()
 
     generation = asyncio.run(go())
     reply = read_reply(engine, generation, stop=(), read_tools=True)
-    assert reply.tool_calls[0].name == "order" and reply.tool_calls[0].arguments == {"id": "E1971"}
+    assert reply.tool_calls[0].name == "order" and reply.tool_calls[0].arguments == {"id": "F1091"}
     assert reply.finish_reason == "tool_calls" and reply.generation.token_ids == generation.token_ids
 
 
