@@ -22,8 +22,6 @@ N 1-2 (24 tasks); the reset seed picks one (within `size` and `kind` when given)
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import random
 import secrets
@@ -48,6 +46,7 @@ from palaestra.envs.workspace.base import (
     tools_prompt,
 )
 from palaestra.envs.workspace.code_repos import KINDS, SIZES, CodeTask, check_answer, code_task, task_ids
+from palaestra.envs.workspace.episodes import EpisodeSnapshots
 from palaestra.envs.workspace.limits import Limits
 from palaestra.envs.workspace.plans import play_plan
 from palaestra.envs.workspace.sandbox import (
@@ -60,6 +59,7 @@ from palaestra.envs.workspace.sandbox import (
     tool_log,
 )
 from palaestra.envs.workspace.turns import EXTEND_MARKER, TurnBudget, TurnControl, TurnStats
+from palaestra.envs.workspace.views import SandboxView
 
 CODE_TOOLS: dict[str, ToolSpec] = {
     spec.name: spec for fn in code_tools.TOOLS if (spec := tool_spec(fn)) is not None
@@ -84,7 +84,7 @@ class _Episode:
     final_info: dict[str, Any] = field(default_factory=dict)
 
 
-class CodeView:
+class CodeView(SandboxView):
     """The privileged view of a code-v0 episode (the same shape as `WorkspaceView`): one segment,
     `plan(mode)` for scripted agents (`gold`: the gold patch or answer; `stale`: the same, there is
     no outside change; `rereads`: gold with the file read again before and after each edit;
@@ -92,39 +92,12 @@ class CodeView:
 
     world = "code"
     segment = 0
-    extend_text = EXTEND_MARKER
     done_text = f"Done. {DONE_MARKER}"
-
-    def __init__(self, env: CodeEnv) -> None:
-        self._env = env
-        self.env_name = str(env.spec.id) if env.spec is not None else type(env).__name__
+    _env: CodeEnv
 
     @property
     def agent_tools(self) -> tuple[ToolSpec, ...]:
         return tuple(CODE_TOOLS.values())
-
-    @property
-    def turns_left_announced(self) -> int | None:
-        return self._env._current().budget.announced_left
-
-    @property
-    def turns_left(self) -> int:
-        """The turns left in this segment, as an agent counting from the stated limit knows them."""
-        return self._env._current().budget.left
-
-    @property
-    def can_extend(self) -> bool:
-        return self._env._current().budget.can_extend
-
-    @property
-    def task_id(self) -> str:
-        return self._env._current().task.id
-
-    @property
-    def mcp_server(self) -> dict[str, Any]:
-        from palaestra.envs.workspace.env import mcp_server_command
-
-        return mcp_server_command(self._env.sandbox.folder)
 
     def plan(self, mode: str) -> list[dict[str, Any]]:
         parse_choice(mode, CODE_PLAN_MODES, "plan mode")
@@ -145,7 +118,7 @@ class CodeView:
         return [*steps, {"kind": "say", "text": f"{task.gold_answer} {DONE_MARKER}"}]
 
 
-class CodeEnv:
+class CodeEnv(EpisodeSnapshots):
     """A generated repository and one task on it (see the module docstring).
 
     Args:
@@ -324,24 +297,9 @@ class CodeEnv:
         tail = [f"ended: score {state.final_info.get('score')}"] if state.done else []
         return "\n".join([head, *state.lines[-40:], *tail])
 
-    def close(self) -> None:
-        self.sandbox.close()
-
-    def snapshot(self) -> tuple[Any, _Episode, int]:
-        return self.sandbox.snapshot(), copy.deepcopy(self._current()), self.seat.call_counter
-
-    def restore(self, snapshot: tuple[Any, _Episode, int]) -> None:
-        image, state, counter = snapshot
-        self.sandbox.restore(image)
-        self._state = copy.deepcopy(state)
-        self.seat.call_counter = counter
-
-    def state_hash(self) -> str:
-        state = self._current()
-        summary = json.dumps(
-            [state.task.id, state.clock, state.steps, state.budget.used, state.done, state.lines]
-        )
-        return hashlib.sha256(f"{self.sandbox.state_hash()}|{summary}".encode()).hexdigest()
+    # close, snapshot, restore, state_hash: EpisodeSnapshots
+    def _hash_fields(self, state: _Episode) -> list[Any]:
+        return [state.task.id, state.clock, state.steps, state.budget.used, state.done, state.lines]
 
     def sample_action(self, player: PlayerId, rng: random.Random) -> Action:
         """A random action for conformance checks: reads, junk calls, text, finishing."""

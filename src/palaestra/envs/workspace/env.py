@@ -26,14 +26,10 @@ sandbox folder (`palaestra.envs.workspace.sandbox`).
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import random
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from palaestra.core.env import Action, InvalidAction, PlayerId, TimeStep
@@ -50,6 +46,7 @@ from palaestra.envs.workspace.base import (
     tools_prompt,
 )
 from palaestra.envs.workspace.checkers import CheckResult, WorldState, run_checks, score
+from palaestra.envs.workspace.episodes import EpisodeSnapshots
 from palaestra.envs.workspace.sandbox import (
     CallResult,
     Sandbox,
@@ -61,6 +58,7 @@ from palaestra.envs.workspace.sandbox import (
 from palaestra.envs.workspace.services import WORKSPACE_TOOLS
 from palaestra.envs.workspace.tasks import Call, Task, load_tasks, task_by_id
 from palaestra.envs.workspace.turns import EXTEND_MARKER, TurnBudget, TurnControl, TurnStats
+from palaestra.envs.workspace.views import SandboxView, mcp_server_command
 from palaestra.envs.workspace.world import apply_change, seed_image
 
 TURN_SECONDS = 60.0
@@ -84,15 +82,7 @@ class _Episode:
     final_info: dict[str, Any] = field(default_factory=dict)
 
 
-def mcp_server_command(folder: Path) -> dict[str, Any]:
-    """How to start an MCP server on a sandbox folder (for MCP clients: `palaestra.agents.mcp_tools`)."""
-    return {
-        "command": sys.executable,
-        "args": ["-m", "palaestra.envs.workspace.mcp_server", "--sandbox", str(folder)],
-    }
-
-
-class WorkspaceView:
+class WorkspaceView(SandboxView):
     """What scripted seats of a workspace env may read (its `privileged_view`): a live view.
 
     Attributes:
@@ -113,11 +103,7 @@ class WorkspaceView:
 
     world = "workspace"
     done_text = f"That is all for today. {DONE_MARKER}"
-    extend_text = EXTEND_MARKER
-
-    def __init__(self, env: WorkspaceEnv) -> None:
-        self._env = env
-        self.env_name = str(env.spec.id) if env.spec is not None else type(env).__name__
+    _env: WorkspaceEnv
 
     @property
     def segment(self) -> int:
@@ -126,27 +112,6 @@ class WorkspaceView:
     @property
     def agent_tools(self) -> tuple[ToolSpec, ...]:
         return tuple(self._env.tools.values())
-
-    @property
-    def turns_left_announced(self) -> int | None:
-        return self._env._current().budget.announced_left
-
-    @property
-    def turns_left(self) -> int:
-        """The turns left in this segment, as an agent counting from the stated limit knows them."""
-        return self._env._current().budget.left
-
-    @property
-    def can_extend(self) -> bool:
-        return self._env._current().budget.can_extend
-
-    @property
-    def mcp_server(self) -> dict[str, Any]:
-        return mcp_server_command(self._env.sandbox.folder)
-
-    @property
-    def task_id(self) -> str:
-        return self._env._current().task.id
 
     def plan(self, mode: str) -> list[dict[str, Any]]:
         parse_choice(mode, PLAN_MODES, "plan mode")
@@ -190,7 +155,7 @@ def stage_plan(task: Task, stage: int, mode: str, tools: Mapping[str, ToolSpec])
     return steps
 
 
-class WorkspaceEnv:
+class WorkspaceEnv(EpisodeSnapshots):
     """Multi-day coworker tasks over the workspace services (see the module docstring).
 
     Args:
@@ -367,35 +332,18 @@ class WorkspaceEnv:
         tail = [f"ended: score {state.final_info.get('score')}"] if state.done else []
         return "\n".join([head, *state.lines[-40:], *tail])
 
-    def close(self) -> None:
-        self.sandbox.close()
-
-    # ----- snapshots ------------------------------------------------------------------------------
-    def snapshot(self) -> tuple[Any, _Episode, int]:
-        return self.sandbox.snapshot(), copy.deepcopy(self._current()), self.seat.call_counter
-
-    def restore(self, snapshot: tuple[Any, _Episode, int]) -> None:
-        image, state, counter = snapshot
-        self.sandbox.restore(image)
-        self._state = copy.deepcopy(state)
-        self.seat.call_counter = counter
-
-    def state_hash(self) -> str:
-        state = self._current()
-        summary = json.dumps(
-            [
-                state.task.id,
-                state.stage,
-                state.clock,
-                state.steps,
-                state.budget.used,
-                state.done,
-                state.lines,
-                [r.to_dict() for r in state.results],
-            ],
-            default=str,
-        )
-        return hashlib.sha256(f"{self.sandbox.state_hash()}|{summary}".encode()).hexdigest()
+    # ----- snapshots (close, snapshot, restore, state_hash: EpisodeSnapshots) ----------------------
+    def _hash_fields(self, state: _Episode) -> list[Any]:
+        return [
+            state.task.id,
+            state.stage,
+            state.clock,
+            state.steps,
+            state.budget.used,
+            state.done,
+            state.lines,
+            [r.to_dict() for r in state.results],
+        ]
 
     def sample_action(self, player: PlayerId, rng: random.Random) -> Action:
         """A random action for conformance checks: reads, junk calls, text, the end of a day."""

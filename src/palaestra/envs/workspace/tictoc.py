@@ -24,7 +24,6 @@ Turn control applies per question (`turn_limit` defaults to 6). Twelve tasks: th
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import random
@@ -57,9 +56,11 @@ from palaestra.envs.workspace.base import (
     tools_prompt,
 )
 from palaestra.envs.workspace.checkers import normalized
+from palaestra.envs.workspace.episodes import EpisodeSnapshots
 from palaestra.envs.workspace.plans import play_plan
 from palaestra.envs.workspace.sandbox import SCHEMA, CallResult, execute_call
 from palaestra.envs.workspace.turns import EXTEND_MARKER, TurnBudget, TurnControl, TurnStats
+from palaestra.envs.workspace.views import EpisodeView
 
 LEVELS = {"high": 10 * 60, "medium": 2 * 3600, "low": 7 * 86400}
 """Freshness window in seconds by time-sensitivity level."""
@@ -459,20 +460,16 @@ class _Episode:
     final_info: dict[str, Any] = field(default_factory=dict)
 
 
-class TicTocView:
+class TicTocView(EpisodeView):
     """The privileged view of a tictoc-v0 episode: segment = the question, and `plan(mode)`:
     `gold` calls exactly when the world says a call is needed, `rereads` calls every time,
     `stale` calls only the first time it is asked about a fact and answers from memory after,
     `idle` answers without calling."""
 
     world = "tictoc"
-    extend_text = EXTEND_MARKER
     done_text = "I cannot tell."
     mcp_server = None
-
-    def __init__(self, env: TicTocEnv) -> None:
-        self._env = env
-        self.env_name = str(env.spec.id) if env.spec is not None else type(env).__name__
+    _env: TicTocEnv
 
     @property
     def segment(self) -> int:
@@ -481,23 +478,6 @@ class TicTocView:
     @property
     def agent_tools(self) -> tuple[ToolSpec, ...]:
         return tuple(TOOLS.values())
-
-    @property
-    def turns_left_announced(self) -> int | None:
-        return self._env._current().budget.announced_left
-
-    @property
-    def turns_left(self) -> int:
-        """The turns left in this segment, as an agent counting from the stated limit knows them."""
-        return self._env._current().budget.left
-
-    @property
-    def can_extend(self) -> bool:
-        return self._env._current().budget.can_extend
-
-    @property
-    def task_id(self) -> str:
-        return self._env._current().task.id
 
     def plan(self, mode: str) -> list[dict[str, Any]]:
         parse_choice(mode, PLAN_MODES, "plan mode")
@@ -519,7 +499,7 @@ class TicTocView:
         return [*steps, {"kind": "say", "text": f"{fact.question[0].upper() + fact.question[1:]}: {value}."}]
 
 
-class TicTocEnv:
+class TicTocEnv(EpisodeSnapshots):
     """Questions about live facts while the clock moves (see the module docstring).
 
     Args:
@@ -656,34 +636,30 @@ class TicTocEnv:
         )
         return "\n".join([head, *state.lines[-40:]])
 
+    # snapshot, restore, state_hash: EpisodeSnapshots, over the in-memory database instead of a sandbox
     def close(self) -> None:
         self.db.close()
 
-    def snapshot(self) -> tuple[bytes, _Episode, int]:
-        return self.db.serialize(), copy.deepcopy(self._current()), self.seat.call_counter
+    def _store_image(self) -> bytes:
+        return self.db.serialize()
 
-    def restore(self, snapshot: tuple[bytes, _Episode, int]) -> None:
-        image, state, counter = snapshot
+    def _load_store_image(self, image: bytes) -> None:
         self.db.deserialize(image)
-        self._state = copy.deepcopy(state)
-        self.seat.call_counter = counter
 
-    def state_hash(self) -> str:
-        state = self._current()
+    def _store_hash(self) -> str:
         log = [dict(r) for r in self.db.execute("SELECT * FROM tool_log ORDER BY seq")]
-        summary = json.dumps(
-            [
-                state.task.id,
-                state.index,
-                state.steps,
-                state.budget.used,
-                state.correct,
-                state.called,
-                state.done,
-                log,
-            ]
-        )
-        return hashlib.sha256(summary.encode()).hexdigest()
+        return hashlib.sha256(json.dumps(log).encode()).hexdigest()
+
+    def _hash_fields(self, state: _Episode) -> list[Any]:
+        return [
+            state.task.id,
+            state.index,
+            state.steps,
+            state.budget.used,
+            state.correct,
+            state.called,
+            state.done,
+        ]
 
     def sample_action(self, player: PlayerId, rng: random.Random) -> Action:
         """A random action for conformance checks: a call of the asked fact's tool, a junk call, an answer."""
