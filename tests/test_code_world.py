@@ -199,3 +199,14 @@ def test_code_world_validates_and_plays_through_palaestra_run(tmp_path: Path) ->
         assert [e["info"]["score"] for e in episodes] == (
             [1.0, 1.0] if agent == "workspace_gold" else [0.0, 0.0]
         )
+
+
+def test_an_explanation_that_lists_everything_fails_every_question() -> None:
+    """Saying every path of the repository, every integer and the gold's own words is no answer."""
+    for task_id in task_ids():
+        task = code_task(task_id)
+        if task.kind != "explain":
+            continue
+        assert check_answer(task.answer, task.gold_answer)[0], task_id
+        spray = " ".join([*task.repository, *map(str, range(1000)), task.gold_answer])
+        assert not check_answer(task.answer, spray)[0], task_id

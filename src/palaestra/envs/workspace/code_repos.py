@@ -621,6 +621,10 @@ def code_task(task_id: str) -> CodeTask:
     return made
 
 
+MAX_EXTRA_PATHS = 3
+"""How many paths beyond those asked for an explanation may name before it counts as a listing."""
+
+
 def check_answer(answer: dict[str, Any], text: str) -> tuple[bool, str]:
     """Whether an explanation's text has what `answer` requires: exactly these paths (as paths or
     dotted modules), these names, this number."""
@@ -631,12 +635,21 @@ def check_answer(answer: dict[str, Any], text: str) -> tuple[bool, str]:
         wanted = set(answer["paths"])
         if said != wanted:
             problems.append(f"paths {sorted(said)} instead of {sorted(wanted)}")
-    problems += [f"no {path}" for path in answer.get("contains_paths", []) if path not in said]
+    if "contains_paths" in answer:
+        wanted = set(answer["contains_paths"])
+        problems += [f"no {path}" for path in sorted(wanted - said)]
+        # Naming every file of the repository must not pass a question about some of them.
+        if len(said - wanted) > max(MAX_EXTRA_PATHS, len(wanted)):
+            problems.append(f"{len(said - wanted)} other paths named: an answer is not a listing")
     problems += [
         f"no {name}" for name in answer.get("names", []) if not re.search(rf"\b{re.escape(name)}\b", text)
     ]
-    if "number" in answer and str(answer["number"]) not in re.findall(r"\b\d+\b", text):
-        problems.append(f"not the number {answer['number']}")
+    if "number" in answer:
+        numbers = set(re.findall(r"\b\d+\b", text))
+        if str(answer["number"]) not in numbers:
+            problems.append(f"not the number {answer['number']}")
+        elif len(numbers) > 1:  # a count is one number: listing candidates must not pass
+            problems.append(f"{len(numbers)} numbers said, the count asked for is one")
     return not problems, "; ".join(problems) or "right"
 
 
