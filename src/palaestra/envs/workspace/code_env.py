@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from palaestra.core.env import Action, InvalidAction, PlayerId, TimeStep
+from palaestra.core.env import Action, PlayerId, TimeStep
 from palaestra.core.messages import Message
 from palaestra.core.registry import EnvError, EnvSpec
 from palaestra.core.validation import ValidationCheck, null_check
@@ -239,20 +239,11 @@ class CodeEnv(EpisodeSnapshots):
         )
 
     def step(self, actions: Mapping[PlayerId, Action]) -> TimeStep:
-        state = self._current()
-        if state.done:
-            raise ValueError("code env: the episode is over; call reset() first")
-        if set(actions) != {AGENT}:
-            raise ValueError(f"code env: expected an action from 'agent' only, got {sorted(actions)}")
-        state.steps += 1
-        handled = self.seat.handle(AGENT, actions[AGENT])
-        messages = list(handled.messages)
-        reminder = state.budget.spend()
-        refused: tuple[InvalidAction, ...] = ()
+        turn = self._begin_turn(actions, "code env")
+        state, handled, messages = turn.state, turn.handled, turn.messages
         finished = False
         if handled.invalid is not None:
-            state.invalid += 1
-            refused = (handled.invalid,)
+            pass  # refused: `_begin_turn` counted it; the budget still spent the turn
         elif handled.text is not None:
             state.lines.append(f"agent: {handled.text[:200]}")
             if DONE_MARKER in handled.text:
@@ -264,29 +255,19 @@ class CodeEnv(EpisodeSnapshots):
                     self._note(f"(noted) Continue with tools; write {DONE_MARKER} when you are done.")
                 )
         else:
-            state.lines += [
-                f"agent calls {n}({json.dumps(a)[:120]}) -> ok={r.ok}" for n, a, r in handled.calls
-            ]
+            self._log_calls(turn)
         if not finished and state.budget.exhausted:
             finished = True
             state.stats.out_of_turns += 1
             messages.append(self._note("You are out of turns."))
-        elif reminder is not None and not finished:
-            messages.append(self._note(reminder))
+        elif turn.reminder is not None and not finished:
+            messages.append(self._note(turn.reminder))
         state.clock += 60.0
         set_world_values(self.sandbox.connection(), {"clock": state.clock})
         if not finished:
-            return TimeStep(to_act=(AGENT,), observations={AGENT: messages}, invalid_actions=refused)
+            return TimeStep(to_act=(AGENT,), observations={AGENT: messages}, invalid_actions=turn.refused)
         self._finish(state)
-        info = dict(state.final_info)
-        return TimeStep(
-            to_act=(),
-            observations={AGENT: messages} if messages else {},
-            rewards={AGENT: info["score"]},
-            terminated=True,
-            info=info,
-            invalid_actions=refused,
-        )
+        return self._final_step(turn)
 
     def legal_actions(self, player: PlayerId) -> Sequence[str] | None:
         return None

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from palaestra.core.env import Action, InvalidAction, PlayerId, TimeStep
+from palaestra.core.env import Action, PlayerId, TimeStep
 from palaestra.core.messages import Message
 from palaestra.core.registry import EnvError, EnvSpec
 from palaestra.envs.service.toolkit import ToolSpec, clock_text, parse_time
@@ -265,20 +265,11 @@ class WorkspaceEnv(EpisodeSnapshots):
         return TimeStep(to_act=(AGENT,), observations={AGENT: [system, self._start_stage(self._state)]})
 
     def step(self, actions: Mapping[PlayerId, Action]) -> TimeStep:
-        state = self._current()
-        if state.done:
-            raise ValueError("workspace env: the episode is over; call reset() first")
-        if set(actions) != {AGENT}:
-            raise ValueError(f"workspace env: expected an action from 'agent' only, got {sorted(actions)}")
-        state.steps += 1
-        handled = self.seat.handle(AGENT, actions[AGENT])
-        messages = list(handled.messages)
-        reminder = state.budget.spend()
-        refused: tuple[InvalidAction, ...] = ()
+        turn = self._begin_turn(actions, "workspace env")
+        state, handled, messages = turn.state, turn.handled, turn.messages
         end_day = False
         if handled.invalid is not None:
-            state.invalid += 1
-            refused = (handled.invalid,)
+            pass  # refused: `_begin_turn` counted it; the budget still spent the turn
         elif handled.text is not None:
             state.lines.append(f"agent: {handled.text[:200]}")
             if DONE_MARKER in handled.text:
@@ -291,33 +282,22 @@ class WorkspaceEnv(EpisodeSnapshots):
                     self._note(f"(noted) Continue with tools; write {DONE_MARKER} when today's work is done.")
                 )
         else:
-            state.lines += [
-                f"agent calls {name}({json.dumps(args)[:120]}) -> ok={r.ok}"
-                for name, args, r in handled.calls
-            ]
+            self._log_calls(turn)
         if not end_day and state.budget.exhausted:
             end_day = True
             state.ended_by.append("out_of_turns")
             state.stats.out_of_turns += 1
             messages.append(self._note("You are out of turns for today."))
-        elif reminder is not None and not end_day:
-            messages.append(self._note(reminder))
+        elif turn.reminder is not None and not end_day:
+            messages.append(self._note(turn.reminder))
         state.clock += TURN_SECONDS
         set_world_values(self.sandbox.connection(), {"clock": state.clock})
         if end_day:
             self._end_stage(state)
             if state.done:
-                info = dict(state.final_info)
-                return TimeStep(
-                    to_act=(),
-                    observations={AGENT: messages} if messages else {},
-                    rewards={AGENT: info["score"]},
-                    terminated=True,
-                    info=info,
-                    invalid_actions=refused,
-                )
+                return self._final_step(turn)
             messages.append(self._start_stage(state))
-        return TimeStep(to_act=(AGENT,), observations={AGENT: messages}, invalid_actions=refused)
+        return TimeStep(to_act=(AGENT,), observations={AGENT: messages}, invalid_actions=turn.refused)
 
     def legal_actions(self, player: PlayerId) -> Sequence[str] | None:
         return None

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from palaestra.core.env import Action, InvalidAction, PlayerId, TimeStep
+from palaestra.core.env import Action, PlayerId, TimeStep
 from palaestra.core.messages import Message
 from palaestra.core.registry import EnvError, EnvSpec
 from palaestra.core.validation import ValidationCheck, null_check
@@ -582,21 +582,10 @@ class TicTocEnv(EpisodeSnapshots):
         return TimeStep(to_act=(AGENT,), observations={AGENT: [system, self._ask(self._state)]})
 
     def step(self, actions: Mapping[PlayerId, Action]) -> TimeStep:
-        state = self._current()
-        if state.done:
-            raise ValueError("tictoc env: the episode is over; call reset() first")
-        if set(actions) != {AGENT}:
-            raise ValueError(f"tictoc env: expected an action from 'agent' only, got {sorted(actions)}")
-        state.steps += 1
-        handled = self.seat.handle(AGENT, actions[AGENT])
-        messages = list(handled.messages)
-        reminder = state.budget.spend()
-        refused: tuple[InvalidAction, ...] = ()
+        turn = self._begin_turn(actions, "tictoc env")
+        state, handled, messages = turn.state, turn.handled, turn.messages
         answer: str | None = None
-        if handled.invalid is not None:
-            state.invalid += 1
-            refused = (handled.invalid,)
-        elif handled.text is not None:
+        if handled.invalid is None and handled.text is not None:
             if EXTEND_MARKER in handled.text:
                 messages.append(self._note(state.budget.extend()))
             else:
@@ -605,25 +594,17 @@ class TicTocEnv(EpisodeSnapshots):
             answer = ""
             state.stats.out_of_turns += 1
             messages.append(self._note("Out of turns for this question."))
-        elif reminder is not None and answer is None:
-            messages.append(self._note(reminder))
+        elif turn.reminder is not None and answer is None:
+            messages.append(self._note(turn.reminder))
         if answer is None:
-            return TimeStep(to_act=(AGENT,), observations={AGENT: messages}, invalid_actions=refused)
+            return TimeStep(to_act=(AGENT,), observations={AGENT: messages}, invalid_actions=turn.refused)
         self._grade(state, answer)
         if state.index + 1 < len(state.task.questions):
             state.index += 1
             messages.append(self._ask(state))
-            return TimeStep(to_act=(AGENT,), observations={AGENT: messages}, invalid_actions=refused)
+            return TimeStep(to_act=(AGENT,), observations={AGENT: messages}, invalid_actions=turn.refused)
         self._finish(state)
-        info = dict(state.final_info)
-        return TimeStep(
-            to_act=(),
-            observations={AGENT: messages},
-            rewards={AGENT: info["score"]},
-            terminated=True,
-            info=info,
-            invalid_actions=refused,
-        )
+        return self._final_step(turn, observe_empty=True)
 
     def legal_actions(self, player: PlayerId) -> Sequence[str] | None:
         return None
